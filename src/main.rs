@@ -1,0 +1,51 @@
+//! The `efs2atlas` binary: parse flags, run, map errors to exit codes.
+
+use clap::Parser;
+use efs2atlas::{app, cli::Cli, error::exit};
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.global.quiet {
+        "error"
+    } else {
+        match cli.global.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EFS2ATLAS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("efs2atlas={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let json = std::env::args().any(|a| a == "--json");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit::FAILED);
+        }
+    };
+    let code = match runtime.block_on(app::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}})
+                );
+            }
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,179 @@
+//! MongoDB access: connecting with short timeouts, and the raw metadata commands that copy,
+//! verify and discovery share.
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+
+use crate::error::{Error, Result};
+use crate::secret::scrub;
+use crate::uri::MongoUri;
+
+/// Databases that are never copied or listed.
+pub const SYSTEM_DATABASES: &[&str] = &["admin", "local", "config"];
+
+/// A connected client plus the URI it came from (for messages).
+#[derive(Clone, Debug)]
+pub struct Mongo {
+    /// The driver client.
+    pub client: Client,
+    /// The URI, for redacted messages and scrubbing.
+    pub uri: MongoUri,
+    /// `source` or `target`, for messages.
+    pub role: &'static str,
+}
+
+impl Mongo {
+    /// Connects and pings; errors suggest a tunnel or `--source-uri` when the server is unreachable.
+    pub async fn connect(uri: &MongoUri, role: &'static str, timeout: Duration) -> Result<Mongo> {
+        let mut opts = ClientOptions::parse(uri.expose()).await.map_err(|e| {
+            Error::Usage(format!(
+                "the {role} URI {} was rejected by the MongoDB driver: {}",
+                uri.redacted(),
+                scrub_err(uri, &e)
+            ))
+        })?;
+        opts.app_name = Some("efs2atlas".into());
+        opts.server_selection_timeout = Some(timeout);
+        opts.connect_timeout = Some(timeout);
+        let client = Client::with_options(opts).map_err(|e| {
+            Error::Usage(format!(
+                "the {role} URI {} is not usable: {}",
+                uri.redacted(),
+                scrub_err(uri, &e)
+            ))
+        })?;
+        let m = Mongo {
+            client,
+            uri: uri.clone(),
+            role,
+        };
+        m.client.database("admin").run_command(doc! {"ping": 1}).await.map_err(|e| Error::Mongo {
+            context: format!("{role} {} is not reachable", uri.redacted()),
+            message: format!(
+                "{}. Check the address and credentials; a Mongo container inside a VPC is usually reached through a tunnel (e.g. `aws ssm start-session ... AWS-StartPortForwardingSessionToRemoteHost`) and --source-uri mongodb://127.0.0.1:PORT",
+                scrub_err(uri, &e)
+            ),
+        })?;
+        Ok(m)
+    }
+
+    /// Wraps a driver error with what we were doing, scrubbing the password.
+    pub fn err(&self, context: impl Into<String>, e: mongodb::error::Error) -> Error {
+        Error::Mongo {
+            context: format!(
+                "{} ({}): {}",
+                self.role,
+                self.uri.redacted(),
+                context.into()
+            ),
+            message: scrub_err(&self.uri, &e),
+        }
+    }
+
+    /// The server version from `buildInfo`, if it answers.
+    pub async fn version(&self) -> Option<String> {
+        let r = self
+            .client
+            .database("admin")
+            .run_command(doc! {"buildInfo": 1})
+            .await
+            .ok()?;
+        r.get_str("version").ok().map(str::to_string)
+    }
+
+    /// User databases (admin/local/config left out) with their reported size on disk.
+    pub async fn list_databases(&self) -> Result<Vec<(String, Option<i64>)>> {
+        let r = self
+            .client
+            .database("admin")
+            .run_command(doc! {"listDatabases": 1, "nameOnly": false})
+            .await
+            .map_err(|e| self.err("listDatabases", e))?;
+        let mut out = Vec::new();
+        for d in r
+            .get_array("databases")
+            .map(|a| a.as_slice())
+            .unwrap_or(&[])
+        {
+            let Some(d) = d.as_document() else { continue };
+            let Ok(name) = d.get_str("name") else {
+                continue;
+            };
+            if SYSTEM_DATABASES.contains(&name) {
+                continue;
+            }
+            let size = d.get("sizeOnDisk").and_then(as_i64);
+            out.push((name.to_string(), size));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The raw `listCollections` entries of a database (options kept as the server sent them).
+    pub async fn list_collections(&self, db: &str) -> Result<Vec<Document>> {
+        let d = self.client.database(db);
+        cursor_command(&d, doc! {"listCollections": 1})
+            .await
+            .map_err(|e| self.err(format!("listCollections on {db}"), e))
+    }
+
+    /// The raw `listIndexes` entries of a collection.
+    pub async fn list_indexes(&self, db: &str, coll: &str) -> Result<Vec<Document>> {
+        let d = self.client.database(db);
+        cursor_command(&d, doc! {"listIndexes": coll})
+            .await
+            .map_err(|e| self.err(format!("listIndexes on {db}.{coll}"), e))
+    }
+}
+
+/// Runs a command that answers with a cursor and follows it to the end.
+async fn cursor_command(db: &Database, cmd: Document) -> mongodb::error::Result<Vec<Document>> {
+    let r = db.run_command(cmd).await?;
+    let cursor = r.get_document("cursor").cloned().unwrap_or_default();
+    let mut out: Vec<Document> = batch(&cursor, "firstBatch");
+    let mut id = cursor.get("id").and_then(as_i64).unwrap_or(0);
+    let ns = cursor.get_str("ns").unwrap_or_default().to_string();
+    let coll = ns
+        .split_once('.')
+        .map(|(_, c)| c.to_string())
+        .unwrap_or_default();
+    while id != 0 && !coll.is_empty() {
+        let more = db
+            .run_command(doc! {"getMore": id, "collection": &coll})
+            .await?;
+        let c = more.get_document("cursor").cloned().unwrap_or_default();
+        out.extend(batch(&c, "nextBatch"));
+        id = c.get("id").and_then(as_i64).unwrap_or(0);
+    }
+    Ok(out)
+}
+
+fn batch(cursor: &Document, key: &str) -> Vec<Document> {
+    cursor
+        .get_array(key)
+        .map(|a| a.iter().filter_map(|d| d.as_document().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// Any BSON number as i64.
+pub fn as_i64(b: &mongodb::bson::Bson) -> Option<i64> {
+    match b {
+        mongodb::bson::Bson::Int32(i) => Some(*i as i64),
+        mongodb::bson::Bson::Int64(i) => Some(*i),
+        mongodb::bson::Bson::Double(f) => Some(*f as i64),
+        _ => None,
+    }
+}
+
+/// A driver error's text with the URI's password removed.
+pub fn scrub_err(uri: &MongoUri, e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let mut secrets = vec![uri.secret()];
+    if let Some(p) = &uri.password {
+        secrets.push(p);
+    }
+    scrub(&text, &secrets)
+}

@@ -1,0 +1,553 @@
+//! `efs2atlas plan` against the fixture world in moto.
+
+use serde_json::Value;
+
+use crate::common::{ATLAS_PASSWORD, Account, Nx, account, atlas_uri};
+use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
+
+async fn setup() -> (Account, Fixture) {
+    let acct = account().await;
+    let fx = world::build(&acct.conf, "goals").await;
+    (acct, fx)
+}
+
+fn plan_json(acct: &Account, fx: &Fixture, extra: &[&str]) -> (crate::common::Run, Value) {
+    let uri = atlas_uri();
+    let mut args = vec![
+        "plan",
+        "--cluster",
+        &fx.cluster,
+        "--service",
+        &fx.service,
+        "--atlas-uri",
+        &uri,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let run = acct.run(&args);
+    run.assert_no_secret(&[ATLAS_PASSWORD, OLD_MONGO_PASSWORD]);
+    let v = run.json();
+    (run, v)
+}
+
+fn mapping<'a>(plan: &'a Value, name: &str) -> &'a Value {
+    plan["env_mapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no mapping for {name}: {plan:#}"))
+}
+
+#[tokio::test]
+async fn plan_on_the_fixture_finds_container_efs_groups_mapping_and_steps() {
+    let (acct, fx) = setup().await;
+    let (run, v) = plan_json(&acct, &fx, &[]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let p = &v["plan"];
+    assert_eq!(p["ready"], true, "{p:#}");
+    assert_eq!(p["mongo_container"]["name"], "mongodb");
+    assert_eq!(p["mongo_container"]["chosen_by"], "image");
+    assert_eq!(
+        p["mongo_container"]["file_system_ids"],
+        serde_json::json!([fx.file_system_id])
+    );
+    assert_eq!(
+        p["mongo_container"]["access_point_ids"],
+        serde_json::json!([fx.access_point_id])
+    );
+    assert_eq!(
+        p["mongo_container"]["volumes_removed"],
+        serde_json::json!(["data"])
+    );
+
+    assert_eq!(mapping(p, "MONGODB_USERNAME")["template"], "{user}");
+    assert_eq!(mapping(p, "MONGODB_USERNAME")["new"], "app_user");
+    assert_eq!(mapping(p, "MONGODB_PASSWORD")["template"], "{password}");
+    assert_eq!(mapping(p, "MONGODB_PASSWORD")["new"], "****");
+    assert_eq!(mapping(p, "MONGODB_PASSWORD")["new_in"], "secrets");
+    assert_eq!(mapping(p, "MONGODB_URL")["template"], "{host}");
+    assert_eq!(mapping(p, "MONGODB_URL")["current"], "localhost");
+    assert_eq!(
+        mapping(p, "MONGODB_URL")["new"],
+        "cluster0.ab1cd.mongodb.net"
+    );
+    assert_eq!(mapping(p, "MONGODB_NAME")["new"], "goals");
+    assert_eq!(p["env_mapping"].as_array().unwrap().len(), 4, "{p:#}");
+
+    let fs = &p["file_systems"][0];
+    assert_eq!(fs["id"], fx.file_system_id.as_str());
+    assert_eq!(fs["delete"], true);
+    let sgs = p["security_groups"].as_array().unwrap();
+    assert_eq!(
+        sgs.len(),
+        1,
+        "only the NFS group sits on the mount targets: {sgs:#?}"
+    );
+    assert_eq!(sgs[0]["id"], fx.nfs_sg.as_str());
+    assert_eq!(sgs[0]["delete"], true);
+    assert_eq!(sgs[0]["shared"], false);
+
+    let steps: Vec<&str> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preflight",
+            "copy",
+            "freeze",
+            "sync",
+            "verify",
+            "secret",
+            "register",
+            "deploy",
+            "delete-access-points",
+            "delete-mount-targets",
+            "delete-file-system",
+            "delete-security-group"
+        ]
+    );
+    let diff = p["task_definition_diff"].as_str().unwrap();
+    assert!(diff.contains("-      \"name\": \"mongodb\""), "{diff}");
+    assert!(diff.contains("\"fileSystemId\""), "{diff}");
+    assert!(
+        diff.contains("secret:efs2atlas/goals-cluster/goals-service:MONGODB_PASSWORD::"),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("+          \"name\": \"MONGODB_PASSWORD\",\n+          \"value\""),
+        "{diff}"
+    );
+
+    let w = &v["world"];
+    assert_eq!(w["service"]["launch_type"], "FARGATE");
+    assert_eq!(w["task_definition"]["revision"], 1);
+    assert_eq!(w["account"], acct.id.as_str());
+}
+
+#[tokio::test]
+async fn plan_text_is_readable_and_redacted() {
+    let (acct, fx) = setup().await;
+    let uri = atlas_uri();
+    let run = acct.run(&[
+        "plan",
+        "--cluster",
+        &fx.cluster,
+        "--service",
+        &fx.service,
+        "--atlas-uri",
+        &uri,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.assert_no_secret(&[ATLAS_PASSWORD, OLD_MONGO_PASSWORD]);
+    for want in [
+        "MongoDB container: mongodb",
+        &fx.file_system_id,
+        &fx.nfs_sg,
+        "DELETE",
+        "Ready:",
+        "MONGODB_URL",
+    ] {
+        assert!(run.stdout.contains(want), "missing {want}:\n{}", run.stdout);
+    }
+}
+
+#[tokio::test]
+async fn plan_with_source_lists_databases() {
+    let (acct, fx) = setup().await;
+    let nx = Nx::start();
+    world::seed_mongo(&nx.uri()).await;
+    let src = nx.uri();
+    let (run, v) = plan_json(&acct, &fx, &["--source-uri", &src]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dbs = v["world"]["source"]["databases"].as_array().unwrap();
+    let names: Vec<&str> = dbs.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["analytics", "goals"]);
+    let goals = dbs.iter().find(|d| d["name"] == "goals").unwrap();
+    let users = goals["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "users")
+        .unwrap();
+    assert_eq!(users["documents"], 20);
+    assert_eq!(users["indexes"], 2);
+}
+
+#[tokio::test]
+async fn shared_efs_used_by_another_family_is_kept() {
+    let (acct, fx) = setup().await;
+    let ecs = aws_sdk_ecs::Client::new(&acct.conf);
+    ecs.register_task_definition()
+        .family("reports")
+        .container_definitions(world::mongo_container("reportsdb", "shared"))
+        .volumes(world::efs_volume(
+            "shared",
+            &fx.file_system_id,
+            &fx.access_point_id,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (run, v) = plan_json(&acct, &fx, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let p = &v["plan"];
+    assert_eq!(p["file_systems"][0]["delete"], false, "{p:#}");
+    let reasons = p["file_systems"][0]["keep_reasons"].to_string();
+    assert!(reasons.contains("reports"), "{reasons}");
+    assert_eq!(p["security_groups"][0]["delete"], false);
+    let steps = p["steps"].to_string();
+    assert!(
+        !steps.contains("delete-file-system") && steps.contains("keep-efs"),
+        "{steps}"
+    );
+    assert!(v["world"]["efs_users"].to_string().contains("reports"));
+}
+
+#[tokio::test]
+async fn security_group_referenced_by_another_group_is_shared() {
+    let (acct, fx) = setup().await;
+    let ec2 = aws_sdk_ec2::Client::new(&acct.conf);
+    let bastion = ec2
+        .create_security_group()
+        .group_name("bastion")
+        .description("bastion")
+        .vpc_id(&fx.vpc_id)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let pair = aws_sdk_ec2::types::UserIdGroupPair::builder()
+        .group_id(&fx.nfs_sg)
+        .build();
+    ec2.authorize_security_group_ingress()
+        .group_id(&bastion)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .user_id_group_pairs(pair.clone())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // An NFS-only rule in the task group's egress exists just for the EFS: revocable.
+    ec2.authorize_security_group_egress()
+        .group_id(&fx.task_sg)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(2049)
+                .to_port(2049)
+                .user_id_group_pairs(pair)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (run, v) = plan_json(&acct, &fx, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let sg = &v["plan"]["security_groups"][0];
+    assert_eq!(sg["shared"], true, "{sg:#}");
+    assert_eq!(sg["delete"], false);
+    assert!(sg["keep_reasons"].to_string().contains(&bastion), "{sg:#}");
+    let refs = v["world"]["security_groups"][0]["referenced_by"]
+        .as_array()
+        .unwrap();
+    assert_eq!(refs.len(), 2, "{refs:#?}");
+    // The EFS itself is still exclusively this app's.
+    assert_eq!(v["plan"]["file_systems"][0]["delete"], true);
+}
+
+#[tokio::test]
+async fn two_mongo_containers_is_a_clear_refusal() {
+    let (acct, fx) = setup().await;
+    let ecs = aws_sdk_ecs::Client::new(&acct.conf);
+    let td = ecs
+        .register_task_definition()
+        .family(&fx.family)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .execution_role_arn(&fx.execution_role_arn)
+        .container_definitions(world::backend_container())
+        .container_definitions(world::mongo_container("mongodb", "data"))
+        .container_definitions(world::mongo_container("mongo-replica", "data"))
+        .volumes(world::efs_volume(
+            "data",
+            &fx.file_system_id,
+            &fx.access_point_id,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let arn = td.task_definition.unwrap().task_definition_arn.unwrap();
+    ecs.update_service()
+        .cluster(&fx.cluster)
+        .service(&fx.service)
+        .task_definition(&arn)
+        .send()
+        .await
+        .unwrap();
+    let uri = atlas_uri();
+    let run = acct.run(&[
+        "plan",
+        "--cluster",
+        &fx.cluster,
+        "--service",
+        &fx.service,
+        "--atlas-uri",
+        &uri,
+    ]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("several containers") && run.stderr.contains("--mongo-container"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+    // Naming one is not enough here: the other still mounts the same EFS volume.
+    let run = acct.run(&[
+        "plan",
+        "--cluster",
+        &fx.cluster,
+        "--service",
+        &fx.service,
+        "--atlas-uri",
+        &uri,
+        "--mongo-container",
+        "mongodb",
+        "--json",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let v = run.json();
+    assert_eq!(v["plan"]["mongo_container"]["name"], "mongodb");
+    assert_eq!(
+        v["plan"]["blockers"][0]["code"], "efs-volume-shared-in-task",
+        "{v:#}"
+    );
+    let run = acct.run(&[
+        "plan",
+        "--cluster",
+        &fx.cluster,
+        "--service",
+        &fx.service,
+        "--atlas-uri",
+        &uri,
+        "--mongo-container",
+        "mongodb",
+        "--keep-efs",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["plan"]["file_systems"][0]["delete"], false);
+}
+
+#[tokio::test]
+async fn custom_env_names_with_env_flags() {
+    let (acct, fx) = setup().await;
+    let ecs = aws_sdk_ecs::Client::new(&acct.conf);
+    let env = |n: &str, v: &str| {
+        aws_sdk_ecs::types::KeyValuePair::builder()
+            .name(n)
+            .value(v)
+            .build()
+    };
+    let mut backend = world::backend_container();
+    backend.environment = Some(vec![
+        env("APP_DB_HOST", "localhost"),
+        env("APP_DB_SECRET", "x"),
+        env("NODE_ENV", "production"),
+    ]);
+    let td = ecs
+        .register_task_definition()
+        .family(&fx.family)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .execution_role_arn(&fx.execution_role_arn)
+        .container_definitions(backend)
+        .container_definitions(world::mongo_container("mongodb", "data"))
+        .volumes(world::efs_volume(
+            "data",
+            &fx.file_system_id,
+            &fx.access_point_id,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let arn = td.task_definition.unwrap().task_definition_arn.unwrap();
+    ecs.update_service()
+        .cluster(&fx.cluster)
+        .service(&fx.service)
+        .task_definition(&arn)
+        .send()
+        .await
+        .unwrap();
+
+    let (run, v) = plan_json(&acct, &fx, &[]);
+    assert_eq!(
+        run.code, 3,
+        "nothing refers to Mongo by name: {}",
+        run.stderr
+    );
+    assert_eq!(v["plan"]["blockers"][0]["code"], "no-app-env");
+
+    let (run, v) = plan_json(
+        &acct,
+        &fx,
+        &[
+            "--env",
+            "APP_DB_HOST={host}",
+            "--env",
+            "APP_DB_SECRET={password}",
+            "--env",
+            "APP_DB_URI=mongodb+srv://{user}:{password}@{host}/{db}",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let p = &v["plan"];
+    assert_eq!(
+        mapping(p, "APP_DB_HOST")["new"],
+        "cluster0.ab1cd.mongodb.net"
+    );
+    assert_eq!(mapping(p, "APP_DB_SECRET")["new_in"], "secrets");
+    assert_eq!(
+        mapping(p, "APP_DB_URI")["new"],
+        "mongodb+srv://app_user:****@cluster0.ab1cd.mongodb.net/goals"
+    );
+    assert_eq!(mapping(p, "APP_DB_URI")["current_in"], "new");
+
+    let uri = atlas_uri();
+    let run = acct.run(&[
+        "plan",
+        "--cluster",
+        &fx.cluster,
+        "--service",
+        &fx.service,
+        "--atlas-uri",
+        &uri,
+        "--env",
+        "APP_DB={pasword}",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("unknown field {pasword}"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_one_clear_sentence() {
+    let (acct, fx) = setup().await;
+    let uri = atlas_uri();
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, i32, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--cluster", "nope", "--service", &fx.service],
+            vec![],
+            2,
+            "ECS cluster 'nope' does not exist",
+        ),
+        (
+            vec!["--cluster", &fx.cluster, "--service", "nope"],
+            vec![],
+            2,
+            "ECS service 'nope' does not exist in cluster",
+        ),
+        (
+            vec![
+                "--cluster",
+                &fx.cluster,
+                "--service",
+                &fx.service,
+                "--atlas-uri",
+                "https://x",
+            ],
+            vec![],
+            2,
+            "must start with mongodb://",
+        ),
+        (
+            vec![
+                "--cluster",
+                &fx.cluster,
+                "--service",
+                &fx.service,
+                "--atlas-uri",
+                "mongodb+srv://u:Atl4s-S3cret-pw@a.net,b.net/x",
+            ],
+            vec![],
+            2,
+            "exactly one host",
+        ),
+        (
+            vec!["--cluster", &fx.cluster, "--service", &fx.service],
+            vec![("AWS_REGION", "")],
+            2,
+            "no AWS region",
+        ),
+        (
+            vec!["--cluster", &fx.cluster, "--service", &fx.service],
+            vec![
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+                ("AWS_MAX_ATTEMPTS", "1"),
+            ],
+            1,
+            "could not reach the AWS endpoint http://127.0.0.1:9",
+        ),
+        (
+            vec!["--cluster", &fx.cluster, "--service", &fx.service],
+            vec![
+                ("AWS_ACCESS_KEY_ID", ""),
+                ("AWS_SECRET_ACCESS_KEY", ""),
+                ("AWS_SESSION_TOKEN", ""),
+            ],
+            2,
+            "no usable AWS credentials",
+        ),
+        (
+            vec![
+                "--cluster",
+                &fx.cluster,
+                "--service",
+                &fx.service,
+                "--source-uri",
+                "mongodb://127.0.0.1:9",
+            ],
+            vec![],
+            1,
+            "--source-uri",
+        ),
+    ];
+    for (args, env, code, want) in cases {
+        let mut full = vec!["plan"];
+        full.extend(args.iter().copied());
+        if !args.contains(&"--atlas-uri") {
+            full.extend(["--atlas-uri", uri.as_str()]);
+        }
+        let run = acct.run_env(&full, &env);
+        assert_eq!(run.code, code, "{args:?} {env:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(want),
+            "{args:?}: want {want:?} in:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("panicked") && !run.stderr.contains("DispatchFailure"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "one sentence: {}",
+            run.stderr
+        );
+        run.assert_no_secret(&[ATLAS_PASSWORD]);
+    }
+}
