@@ -229,3 +229,156 @@ impl Drop for Nx {
         let _ = self.child.wait();
     }
 }
+
+/// A normalized picture of the AWS resources efs2atlas could touch, for "nothing changed"
+/// assertions (moto's own data.json changes on mere reads).
+pub async fn snapshot(conf: &SdkConfig) -> serde_json::Value {
+    use serde_json::json;
+    let ecs = aws_sdk_ecs::Client::new(conf);
+    let efs = aws_sdk_efs::Client::new(conf);
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let sm = aws_sdk_secretsmanager::Client::new(conf);
+    let iam = aws_sdk_iam::Client::new(conf);
+    let mut tds = Vec::new();
+    for status in [
+        aws_sdk_ecs::types::TaskDefinitionStatus::Active,
+        aws_sdk_ecs::types::TaskDefinitionStatus::Inactive,
+    ] {
+        let out = ecs
+            .list_task_definitions()
+            .status(status.clone())
+            .send()
+            .await
+            .unwrap();
+        for arn in out.task_definition_arns() {
+            tds.push(format!("{arn} {}", status.as_str()));
+        }
+    }
+    tds.sort();
+    let mut services = Vec::new();
+    for c in ecs.list_clusters().send().await.unwrap().cluster_arns() {
+        let names = ecs
+            .list_services()
+            .cluster(c)
+            .send()
+            .await
+            .unwrap()
+            .service_arns()
+            .to_vec();
+        if names.is_empty() {
+            continue;
+        }
+        for s in ecs
+            .describe_services()
+            .cluster(c)
+            .set_services(Some(names))
+            .send()
+            .await
+            .unwrap()
+            .services()
+        {
+            services.push(json!([
+                s.service_arn,
+                s.task_definition,
+                s.desired_count,
+                s.status
+            ]));
+        }
+    }
+    let mut fss = Vec::new();
+    for f in efs
+        .describe_file_systems()
+        .send()
+        .await
+        .unwrap()
+        .file_systems()
+    {
+        let mts = efs
+            .describe_mount_targets()
+            .file_system_id(&f.file_system_id)
+            .send()
+            .await
+            .unwrap();
+        let mut mt: Vec<String> = mts
+            .mount_targets()
+            .iter()
+            .map(|m| m.mount_target_id.clone())
+            .collect();
+        mt.sort();
+        let aps = efs
+            .describe_access_points()
+            .file_system_id(&f.file_system_id)
+            .send()
+            .await
+            .unwrap();
+        let mut ap: Vec<String> = aps
+            .access_points()
+            .iter()
+            .filter_map(|a| a.access_point_id.clone())
+            .collect();
+        ap.sort();
+        fss.push(json!([f.file_system_id, mt, ap]));
+    }
+    fss.sort_by_key(|v| v.to_string());
+    let mut sgs = Vec::new();
+    for g in ec2
+        .describe_security_groups()
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+    {
+        let rules = |ps: &[aws_sdk_ec2::types::IpPermission]| -> Vec<String> {
+            let mut v: Vec<String> = ps
+                .iter()
+                .map(|p| {
+                    let groups: Vec<String> = p
+                        .user_id_group_pairs()
+                        .iter()
+                        .filter_map(|x| x.group_id.clone())
+                        .collect();
+                    let cidrs: Vec<String> = p
+                        .ip_ranges()
+                        .iter()
+                        .filter_map(|x| x.cidr_ip.clone())
+                        .collect();
+                    format!(
+                        "{:?} {:?}-{:?} {groups:?} {cidrs:?}",
+                        p.ip_protocol, p.from_port, p.to_port
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        sgs.push(json!([
+            g.group_id,
+            g.group_name,
+            rules(g.ip_permissions()),
+            rules(g.ip_permissions_egress())
+        ]));
+    }
+    sgs.sort_by_key(|v| v.to_string());
+    let mut secrets: Vec<String> = sm
+        .list_secrets()
+        .send()
+        .await
+        .unwrap()
+        .secret_list()
+        .iter()
+        .filter_map(|s| s.name.clone())
+        .collect();
+    secrets.sort();
+    let mut roles = Vec::new();
+    for r in iam.list_roles().send().await.unwrap().roles() {
+        let pols = iam
+            .list_role_policies()
+            .role_name(&r.role_name)
+            .send()
+            .await
+            .unwrap();
+        roles.push(json!([r.role_name, pols.policy_names()]));
+    }
+    roles.sort_by_key(|v| v.to_string());
+    json!({"task_definitions": tds, "services": services, "file_systems": fss, "security_groups": sgs, "secrets": secrets, "roles": roles})
+}

@@ -551,3 +551,17 @@ async fn bad_input_gets_one_clear_sentence() {
         run.assert_no_secret(&[ATLAS_PASSWORD]);
     }
 }
+
+#[tokio::test]
+async fn plan_changes_nothing() {
+    let (acct, fx) = setup().await;
+    let before = crate::common::snapshot(&acct.conf).await;
+    assert!(
+        before["file_systems"].as_array().unwrap().len() == 1,
+        "{before:#}"
+    );
+    let (run, _) = plan_json(&acct, &fx, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let after = crate::common::snapshot(&acct.conf).await;
+    assert_eq!(before, after);
+}
