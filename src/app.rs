@@ -5,11 +5,15 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::aws::{Aws, AwsOptions};
-use crate::cli::{Cli, Command, GlobalArgs, PlanArgs, TargetArgs};
+use crate::cancel::Cancel;
+use crate::cli::{Cli, Command, CopyArgs, DataArgs, GlobalArgs, PlanArgs, TargetArgs, VerifyArgs};
 use crate::discover::{self, Target};
 use crate::envmap::EnvOverride;
 use crate::error::{Error, Result, exit};
+use crate::journal::{Journal, SharedJournal};
 use crate::mongo::Mongo;
+use crate::mongo::copy::{self, CopyOptions, Item};
+use crate::mongo::ns::{Pattern, Selection};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::ui;
 use crate::uri::MongoUri;
@@ -22,6 +26,8 @@ pub const MONGO_CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 pub async fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Plan(args) => plan_cmd(&cli.global, args).await,
+        Command::Copy(args) => copy_cmd(&cli.global, args).await,
+        Command::Verify(args) => verify_cmd(&cli.global, args).await,
     }
 }
 
@@ -90,4 +96,175 @@ async fn plan_cmd(global: &GlobalArgs, args: &PlanArgs) -> Result<i32> {
         print!("{}", ui::plan_text(&plan, &world));
     }
     Ok(if plan.ready { exit::OK } else { exit::REFUSED })
+}
+
+/// Parses the selection flags.
+pub fn selection(d: &DataArgs) -> Result<Selection> {
+    for db in &d.db {
+        crate::mongo::ns::validate_db_name("--db", db)?;
+    }
+    Ok(Selection {
+        dbs: d.db.clone(),
+        include: d
+            .ns_include
+            .iter()
+            .map(|p| Pattern::parse("--ns-include", p))
+            .collect::<Result<_>>()?,
+        exclude: d
+            .ns_exclude
+            .iter()
+            .map(|p| Pattern::parse("--ns-exclude", p))
+            .collect::<Result<_>>()?,
+        target_db: d.target_db.clone(),
+    })
+}
+
+/// Connects to both sides of a data command.
+async fn connect_pair(d: &DataArgs) -> Result<(Mongo, Mongo)> {
+    let s = MongoUri::parse("--source-uri", &d.source_uri)?;
+    let t = MongoUri::parse("--target-uri", &d.target_uri)?;
+    let (src, dst) = tokio::join!(
+        Mongo::connect(&s, "source", MONGO_CONNECT_TIMEOUT),
+        Mongo::connect(&t, "target", MONGO_CONNECT_TIMEOUT)
+    );
+    Ok((src?, dst?))
+}
+
+/// What identifies one copy run: the same source, target and selection.
+fn copy_fingerprint(src: &Mongo, dst: &Mongo, d: &DataArgs) -> String {
+    let mut dbs = d.db.clone();
+    dbs.sort();
+    let text = format!(
+        "{}|{}|{:?}|{:?}|{:?}|{:?}",
+        src.uri.redacted(),
+        dst.uri.redacted(),
+        dbs,
+        d.ns_include,
+        d.ns_exclude,
+        d.target_db
+    );
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+fn total_docs(items: &[Item]) -> u64 {
+    items.iter().map(|i| i.estimated_docs).sum()
+}
+
+async fn copy_cmd(global: &GlobalArgs, args: &CopyArgs) -> Result<i32> {
+    let sel = selection(&args.data)?;
+    let (src, dst) = connect_pair(&args.data).await?;
+    let items = copy::select(&src, &sel).await?;
+    if items.is_empty() {
+        return Err(Error::Usage("nothing to copy: the source has no collections matching --db/--ns-include/--ns-exclude".into()));
+    }
+    let fingerprint = copy_fingerprint(&src, &dst, &args.data);
+    let journal = match Journal::load(&args.journal)? {
+        Some(j) => {
+            if j.kind != "copy" || j.fingerprint != fingerprint {
+                return Err(Error::Journal {
+                    path: args.journal.display().to_string(),
+                    message: format!(
+                        "belongs to another run ({} from {} to {}); pass a different --journal, or delete it to start over",
+                        j.kind, j.copy.source, j.copy.target
+                    ),
+                });
+            }
+            tracing::info!("resuming from journal {}", args.journal.display());
+            j
+        }
+        None => {
+            let mut j = Journal::new("copy", &fingerprint);
+            j.copy.source = src.uri.redacted();
+            j.copy.target = dst.uri.redacted();
+            j
+        }
+    };
+    let resuming = !journal.copy.collections.is_empty();
+    if args.drop && !resuming {
+        let names: Vec<String> = items.iter().map(|i| i.target.to_string()).collect();
+        let q = format!(
+            "--drop: drop {} target collection(s) on {} before copying ({})?",
+            names.len(),
+            dst.uri.redacted(),
+            names.join(", ")
+        );
+        if !ui::confirm(&q, args.yes)? {
+            return Err(Error::Refused("not confirmed; nothing was changed".into()));
+        }
+    }
+    let shared = SharedJournal::new(args.journal.clone(), journal, copy::JOURNAL_INTERVAL);
+    copy::check_targets(&dst, &items, &shared, args.drop).await?;
+    shared.flush()?;
+
+    let cancel = Cancel::new();
+    cancel.on_signals();
+    let bars = ui::Bars::new(
+        total_docs(&items),
+        ui::progress_enabled(global.no_progress, global.quiet),
+        "copy",
+    );
+    let opts = CopyOptions {
+        selection: sel,
+        parallel: args.data.parallel as usize,
+        drop: args.drop,
+        ..CopyOptions::default()
+    };
+    let result = copy::run(&src, &dst, &items, &opts, &shared, &bars, &cancel).await;
+    bars.finish();
+    let report = match result {
+        Ok(r) => r,
+        Err(Error::Interrupted(_)) => {
+            return Err(Error::Interrupted(format!(
+                "copy interrupted; progress is saved in {}. Run the same command again to continue",
+                args.journal.display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    if args.json {
+        ui::print_json(&json!({"copy": report, "journal": args.journal}));
+    } else {
+        print!("{}", ui::copy_text(&report));
+    }
+    if !report.index_errors.is_empty() {
+        ui::error_line(&format!(
+            "the data was copied but {} index build(s) failed on the target: {}",
+            report.index_errors.len(),
+            report.index_errors.join("; ")
+        ));
+        return Ok(exit::FAILED);
+    }
+    Ok(exit::OK)
+}
+
+async fn verify_cmd(global: &GlobalArgs, args: &VerifyArgs) -> Result<i32> {
+    let sel = selection(&args.data)?;
+    let (src, dst) = connect_pair(&args.data).await?;
+    let items = copy::select(&src, &sel).await?;
+    let cancel = Cancel::new();
+    cancel.on_signals();
+    let bars = ui::Bars::new(
+        total_docs(&items),
+        ui::progress_enabled(global.no_progress, global.quiet),
+        "verify",
+    );
+    let opts = crate::mongo::verify::VerifyOptions {
+        selection: sel,
+        parallel: args.data.parallel as usize,
+        max_examples: args.max_examples,
+    };
+    let result = crate::mongo::verify::run(&src, &dst, &items, &opts, &bars, &cancel).await;
+    bars.finish();
+    let report = result?;
+    if args.json {
+        ui::print_json(&json!({"verify": report}));
+    } else {
+        print!("{}", ui::verify_text(&report));
+    }
+    if report.ok {
+        Ok(exit::OK)
+    } else {
+        ui::error_line(&report.summary());
+        Ok(exit::MISMATCH)
+    }
 }

@@ -41,6 +41,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Show what a migration would do; changes nothing.
     Plan(PlanArgs),
+    /// Copy databases from one MongoDB to another: exact, streamed, parallel, resumable.
+    Copy(CopyArgs),
+    /// Compare source and target: counts, document hashes, indexes, options.
+    Verify(VerifyArgs),
 }
 
 /// Which service to migrate and where to.
@@ -87,6 +91,80 @@ pub struct PlanArgs {
     /// What to migrate.
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Source, target and which namespaces (shared by copy, verify and sync).
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// The MongoDB to read from.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_SOURCE_URI",
+        hide_env_values = true
+    )]
+    pub source_uri: String,
+    /// The MongoDB to write to (e.g. Atlas).
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_TARGET_URI",
+        hide_env_values = true
+    )]
+    pub target_uri: String,
+    /// Only this database (repeatable; default: every database but admin/local/config).
+    #[arg(long = "db", value_name = "NAME")]
+    pub db: Vec<String>,
+    /// Only namespaces matching DB.COLLECTION (`*` wildcards; repeatable).
+    #[arg(long = "ns-include", value_name = "PAT")]
+    pub ns_include: Vec<String>,
+    /// Skip namespaces matching DB.COLLECTION (`*` wildcards; repeatable).
+    #[arg(long = "ns-exclude", value_name = "PAT")]
+    pub ns_exclude: Vec<String>,
+    /// Write the one selected database under this name on the target.
+    #[arg(long, value_name = "NAME")]
+    pub target_db: Option<String>,
+    /// Collections in flight at once.
+    #[arg(short = 'j', long = "parallel", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+}
+
+/// `efs2atlas copy`.
+#[derive(Debug, Args, Clone)]
+pub struct CopyArgs {
+    /// Source, target, selection.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Drop target collections before copying into them (asks first unless --yes).
+    #[arg(long)]
+    pub drop: bool,
+    /// Progress file; the same command with the same journal continues an interrupted copy.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "efs2atlas-copy.journal.json"
+    )]
+    pub journal: std::path::PathBuf,
+    /// Answer yes to every question (required without a terminal when a question is asked).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `efs2atlas verify`.
+#[derive(Debug, Args, Clone)]
+pub struct VerifyArgs {
+    /// Source, target, selection.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// How many differing _ids to list per collection.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_examples: usize,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,

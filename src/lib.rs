@@ -5,10 +5,12 @@
 
 pub mod app;
 pub mod aws;
+pub mod cancel;
 pub mod cli;
 pub mod discover;
 pub mod envmap;
 pub mod error;
+pub mod journal;
 pub mod mongo;
 pub mod plan;
 pub mod secret;

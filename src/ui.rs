@@ -256,10 +256,223 @@ pub fn plan_text(plan: &Plan, world: &World) -> String {
     o
 }
 
+/// Reports a failure on stderr after the command's own output was printed.
+pub fn error_line(msg: &str) {
+    eprintln!("error: {msg}");
+}
+
 /// Prints a JSON document on stdout (the only thing `--json` prints there).
 pub fn print_json(v: &serde_json::Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
     );
+}
+
+/// Whether progress bars may be drawn (stderr is a terminal and the user did not opt out).
+pub fn progress_enabled(no_progress: bool, quiet: bool) -> bool {
+    use std::io::IsTerminal;
+    !no_progress && !quiet && std::io::stderr().is_terminal()
+}
+
+/// Asks a yes/no question on the terminal. `--yes` answers yes; without a terminal the
+/// question cannot be asked, so the command refuses and names `--yes`.
+pub fn confirm(question: &str, yes: bool) -> crate::error::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::error::Error::Refused(format!(
+            "{question} — this needs a confirmation, but there is no terminal to ask on; re-run with --yes to accept"
+        )));
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| crate::error::Error::io("reading the answer", e))?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// Progress bars for copy and verify: one per collection in flight plus an overall bar.
+pub struct Bars {
+    multi: indicatif::MultiProgress,
+    overall: indicatif::ProgressBar,
+    bars: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    /// Bars for `total_docs` documents; drawn only when `enabled`.
+    pub fn new(total_docs: u64, enabled: bool, label: &str) -> Bars {
+        use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+        let multi = MultiProgress::with_draw_target(if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let overall = multi.add(ProgressBar::new(total_docs.max(1)));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {human_pos}/{human_len} docs {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        overall.set_prefix(label.to_string());
+        Bars {
+            multi,
+            overall,
+            bars: std::sync::Mutex::new(Default::default()),
+        }
+    }
+
+    /// Clears the bars from the terminal.
+    pub fn finish(&self) {
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl crate::mongo::copy::Observer for Bars {
+    fn start(&self, ns: &str, estimated_docs: u64, done_docs: u64, _done_bytes: u64) {
+        use indicatif::{ProgressBar, ProgressStyle};
+        let b = self.multi.insert_before(
+            &self.overall,
+            ProgressBar::new(estimated_docs.max(done_docs).max(1)),
+        );
+        b.set_style(
+            ProgressStyle::with_template("{prefix:>24.dim} [{bar:20}] {human_pos}/{human_len} {binary_bytes} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b.set_prefix(ns.to_string());
+        b.set_position(done_docs);
+        self.overall.inc(done_docs);
+        if let Ok(mut m) = self.bars.lock() {
+            m.insert(ns.to_string(), b);
+        }
+    }
+
+    fn progress(&self, ns: &str, docs: u64, _bytes: u64) {
+        self.overall.inc(docs);
+        if let Ok(m) = self.bars.lock()
+            && let Some(b) = m.get(ns)
+        {
+            b.inc(docs);
+        }
+    }
+
+    fn finish(&self, ns: &str) {
+        if let Ok(mut m) = self.bars.lock()
+            && let Some(b) = m.remove(ns)
+        {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// The copy report as a table.
+pub fn copy_text(r: &crate::mongo::copy::CopyReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<40} {:>10} {:>10} {:>8} {:>10}",
+        "collection", "docs", "size", "secs", "docs/s"
+    );
+    for c in &r.collections {
+        let name = if c.source == c.target {
+            c.source.clone()
+        } else {
+            format!("{} -> {}", c.source, c.target)
+        };
+        let rate = if c.seconds > 0.0 {
+            c.docs_this_run as f64 / c.seconds
+        } else {
+            0.0
+        };
+        let mut note = String::new();
+        if c.kind != "collection" {
+            note.push_str(&format!(" ({})", c.kind));
+        }
+        if c.resumed {
+            note.push_str(" (resumed)");
+        }
+        let _ = writeln!(
+            o,
+            "{:<40} {:>10} {:>10} {:>8.1} {:>10.0}{note}",
+            name,
+            c.docs,
+            bytes(c.bytes as i64),
+            c.seconds,
+            rate
+        );
+    }
+    let secs = r.seconds.max(1e-9);
+    let _ = writeln!(
+        o,
+        "copied {} documents, {} in {:.1}s ({:.0} docs/s, {:.1} MB/s)",
+        r.docs,
+        bytes(r.bytes as i64),
+        r.seconds,
+        r.docs as f64 / secs,
+        r.bytes as f64 / secs / 1e6
+    );
+    for e in &r.index_errors {
+        let _ = writeln!(o, "INDEX FAILED: {e}");
+    }
+    o
+}
+
+/// The verification report as text.
+pub fn verify_text(r: &crate::mongo::verify::VerifyReport) -> String {
+    let mut o = String::new();
+    for c in &r.collections {
+        let status = if c.ok { "ok" } else { "DIFFERENT" };
+        let _ = writeln!(
+            o,
+            "{:<40} {:<9} source {} docs / target {} docs",
+            c.source, status, c.source_digest.count, c.target_digest.count
+        );
+        if c.missing + c.extra + c.different > 0 {
+            let _ = writeln!(
+                o,
+                "    {} missing, {} extra, {} different",
+                c.missing, c.extra, c.different
+            );
+        }
+        for e in &c.examples {
+            let _ = writeln!(o, "    {:?} _id {}", e.kind, e.id);
+        }
+        if let Some(p) = &c.pinpoint_unavailable
+            && !c.ok
+        {
+            let _ = writeln!(o, "    note: {p}");
+        }
+        for d in c.index_differences.iter().chain(&c.option_differences) {
+            let _ = writeln!(o, "    {d}");
+        }
+    }
+    for e in &r.extra_collections {
+        let _ = writeln!(o, "{e:<40} EXTRA     only on the target");
+    }
+    let _ = writeln!(
+        o,
+        "{}: compared {} documents ({}) in {:.1}s",
+        if r.ok {
+            "verified: target equals source"
+        } else {
+            "MISMATCH"
+        },
+        r.documents_compared,
+        bytes(r.bytes_compared as i64),
+        r.seconds
+    );
+    o
 }

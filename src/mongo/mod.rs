@@ -1,6 +1,13 @@
 //! MongoDB access: connecting with short timeouts, and the raw metadata commands that copy,
 //! verify and discovery share.
 
+pub mod copy;
+pub mod meta;
+pub mod ns;
+pub mod order;
+pub mod stream;
+pub mod verify;
+
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};

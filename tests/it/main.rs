@@ -4,4 +4,5 @@ mod common;
 #[path = "../support/world.rs"]
 mod world;
 
+mod data;
 mod plan;

@@ -1,0 +1,300 @@
+//! The journal: durable progress in one JSON file, written atomically (temp file, fsync,
+//! rename, fsync of the directory) with mode 0600. It never holds credentials: URIs are
+//! stored redacted, and only `_id`s and counts are kept of the data.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The journal format this build writes and understands.
+pub const FORMAT: u32 = 1;
+
+/// The whole journal document.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Journal {
+    /// Format version; a newer one is refused.
+    pub format: u32,
+    /// The efs2atlas version that wrote it.
+    pub tool_version: String,
+    /// `copy` or `migrate`.
+    pub kind: String,
+    /// Identifies the run (source, target, selection); a different run refuses to reuse it.
+    pub fingerprint: String,
+    /// When the run started (RFC 3339).
+    pub created_at: String,
+    /// Last write (RFC 3339).
+    pub updated_at: String,
+    /// Data copy progress.
+    #[serde(default)]
+    pub copy: CopyState,
+}
+
+/// Progress of a data copy.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CopyState {
+    /// Source URI, redacted.
+    pub source: String,
+    /// Target URI, redacted.
+    pub target: String,
+    /// Per source namespace.
+    pub collections: BTreeMap<String, CollectionProgress>,
+}
+
+/// Progress of one collection.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CollectionProgress {
+    /// Target namespace.
+    pub target: String,
+    /// The target collection exists with the source's options.
+    pub created: bool,
+    /// Every document is on the target.
+    pub data_done: bool,
+    /// Indexes were built (or their failures recorded).
+    pub indexes_done: bool,
+    /// The last acknowledged `_id`, as canonical extended JSON.
+    pub last_id: Option<serde_json::Value>,
+    /// True while the source has returned `_id`s in MongoDB order, so resuming after
+    /// `last_id` is safe; false means resume rescans (duplicates are checked, not rewritten).
+    pub order_trusted: bool,
+    /// Documents acknowledged by the target.
+    pub docs: u64,
+    /// Bytes acknowledged by the target.
+    pub bytes: u64,
+    /// Index builds that failed, with the server's reason.
+    #[serde(default)]
+    pub index_errors: Vec<String>,
+}
+
+/// Now as RFC 3339 (UTC, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Journal {
+    /// A fresh journal.
+    pub fn new(kind: &str, fingerprint: &str) -> Journal {
+        let t = now();
+        Journal {
+            format: FORMAT,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            kind: kind.into(),
+            fingerprint: fingerprint.into(),
+            created_at: t.clone(),
+            updated_at: t,
+            copy: CopyState::default(),
+        }
+    }
+
+    /// Reads a journal; `Ok(None)` when the file does not exist.
+    pub fn load(path: &Path) -> Result<Option<Journal>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading journal {}", path.display()), e)),
+        };
+        let bad = |m: String| Error::Journal {
+            path: path.display().to_string(),
+            message: m,
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            bad(format!(
+                "is not valid JSON ({e}); it may be truncated or hand-edited. Move it aside to start over (the target may then hold a partial copy: use --drop)"
+            ))
+        })?;
+        let format = v
+            .get("format")
+            .and_then(|f| f.as_u64())
+            .ok_or_else(|| bad("has no format version; it is not an efs2atlas journal".into()))?;
+        if format > FORMAT as u64 {
+            return Err(bad(format!(
+                "was written by a newer efs2atlas (journal format {format}, this build understands {FORMAT}); use that version to resume"
+            )));
+        }
+        serde_json::from_value(v).map(Some).map_err(|e| {
+            bad(format!(
+                "has unexpected content ({e}); it may be hand-edited"
+            ))
+        })
+    }
+
+    /// Writes the journal atomically with mode 0600.
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        self.updated_at = now();
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Other(format!("encoding journal: {e}")))?;
+        write_atomic(path, &text)
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temp file (0600) + fsync + rename + directory fsync.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "journal".into());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let ctx = |what: &str| format!("{what} journal {}", path.display());
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io(ctx("writing"), e))?;
+        f.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx("replacing"), e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A journal shared by concurrent tasks, saved at most every `interval` unless forced.
+pub struct SharedJournal {
+    path: PathBuf,
+    state: Mutex<(Journal, Instant)>,
+    interval: Duration,
+}
+
+impl SharedJournal {
+    /// Wraps a journal that lives at `path`.
+    pub fn new(path: PathBuf, journal: Journal, interval: Duration) -> SharedJournal {
+        SharedJournal {
+            path,
+            state: Mutex::new((journal, Instant::now())),
+            interval,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes the journal; saves when forced or when the interval has passed.
+    pub fn update<R>(&self, force: bool, f: impl FnOnce(&mut Journal) -> R) -> Result<R> {
+        let mut g = self
+            .state
+            .lock()
+            .map_err(|_| Error::Other("journal lock poisoned".into()))?;
+        let r = f(&mut g.0);
+        if force || g.1.elapsed() >= self.interval {
+            g.0.save(&self.path)?;
+            g.1 = Instant::now();
+        }
+        Ok(r)
+    }
+
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> Result<Journal> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| Error::Other("journal lock poisoned".into()))?
+            .0
+            .clone())
+    }
+
+    /// Saves now.
+    pub fn flush(&self) -> Result<()> {
+        self.update(true, |_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_atomic_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.json");
+        let mut j = Journal::new("copy", "abc");
+        j.copy.collections.insert(
+            "a.b".into(),
+            CollectionProgress {
+                target: "a.b".into(),
+                docs: 5,
+                ..Default::default()
+            },
+        );
+        j.save(&p).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let back = Journal::load(&p).unwrap().unwrap();
+        assert_eq!(back.copy, j.copy);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+        assert!(
+            Journal::load(&dir.path().join("missing.json"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_journals_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.json");
+        let mut j = Journal::new("copy", "abc");
+        j.save(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, &text[..text.len() / 2]).unwrap();
+        assert!(
+            Journal::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
+        std::fs::write(&p, text.replace("\"format\": 1", "\"format\": 99")).unwrap();
+        assert!(
+            Journal::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("newer efs2atlas")
+        );
+        std::fs::write(&p, "{\"hello\": 1}").unwrap();
+        assert!(
+            Journal::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("not an efs2atlas journal")
+        );
+        std::fs::write(
+            &p,
+            text.replace("\"docs\"", "\"docz\"")
+                .replace("\"kind\": \"copy\"", "\"kind\": 5"),
+        )
+        .unwrap();
+        assert!(
+            Journal::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("unexpected content")
+        );
+    }
+}

@@ -1,0 +1,797 @@
+//! The bulk copy: collections created with their options, documents streamed as raw BSON in
+//! `_id` order through bounded channels (reads and writes overlap, memory stays bounded),
+//! indexes built after the data, views last. Every acknowledged batch is journaled, so a
+//! re-run continues where the last one stopped.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, FuturesOrdered, StreamExt};
+use mongodb::bson::{Bson, Document, RawBson, RawDocumentBuf, doc};
+use mongodb::error::ErrorKind;
+use mongodb::{Collection, Cursor};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::cancel::Cancel;
+use crate::error::{Error, Result};
+use crate::journal::{CollectionProgress, SharedJournal};
+use crate::mongo::meta::{CollectionMeta, IndexMeta};
+use crate::mongo::ns::{Namespace, Selection};
+use crate::mongo::order;
+use crate::mongo::stream::{id_of, show_id};
+use crate::mongo::{Mongo, as_i64};
+
+/// Knobs of the copy.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    /// Which namespaces, and where they go.
+    pub selection: Selection,
+    /// Collections in flight at once (`-j`).
+    pub parallel: usize,
+    /// Drop target collections before copying into them (fresh runs only).
+    pub drop: bool,
+    /// A batch is sent once it holds this many bytes...
+    pub batch_bytes: usize,
+    /// ...or this many documents.
+    pub batch_docs: usize,
+    /// Batches being inserted at once per collection.
+    pub writers: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            selection: Selection::default(),
+            parallel: 4,
+            drop: false,
+            batch_bytes: 4 * 1024 * 1024,
+            batch_docs: 10_000,
+            writers: 2,
+        }
+    }
+}
+
+/// Receives progress; the terminal UI implements it, library code never prints.
+pub trait Observer: Send + Sync {
+    /// A collection starts (or resumes with `done_docs` already copied).
+    fn start(&self, _ns: &str, _estimated_docs: u64, _done_docs: u64, _done_bytes: u64) {}
+    /// A batch was acknowledged.
+    fn progress(&self, _ns: &str, _docs: u64, _bytes: u64) {}
+    /// A collection is finished.
+    fn finish(&self, _ns: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// A source collection or view selected for copying.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Source namespace.
+    pub source: Namespace,
+    /// Target namespace.
+    pub target: Namespace,
+    /// Its metadata.
+    pub meta: CollectionMeta,
+    /// Estimated document count at the start.
+    pub estimated_docs: u64,
+}
+
+/// What happened to one collection.
+#[derive(Clone, Debug, Serialize)]
+pub struct CollectionReport {
+    /// Source namespace.
+    pub source: String,
+    /// Target namespace.
+    pub target: String,
+    /// `collection`, `view`, `timeseries`.
+    pub kind: String,
+    /// Documents on the target for this collection (all runs).
+    pub docs: u64,
+    /// Bytes on the target for this collection (all runs).
+    pub bytes: u64,
+    /// Documents copied by this run.
+    pub docs_this_run: u64,
+    /// Bytes copied by this run.
+    pub bytes_this_run: u64,
+    /// Seconds this run spent on it.
+    pub seconds: f64,
+    /// Indexes built.
+    pub indexes: usize,
+    /// Index builds that failed, with the reason.
+    pub index_errors: Vec<String>,
+    /// True when this run continued an earlier one.
+    pub resumed: bool,
+}
+
+/// The whole copy.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CopyReport {
+    /// Per collection and view.
+    pub collections: Vec<CollectionReport>,
+    /// Documents copied by this run.
+    pub docs: u64,
+    /// Bytes copied by this run.
+    pub bytes: u64,
+    /// Wall time of this run.
+    pub seconds: f64,
+    /// Every failed index build.
+    pub index_errors: Vec<String>,
+}
+
+/// Lists the source namespaces the selection takes, with their target names.
+pub async fn select(src: &Mongo, sel: &Selection) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut dbs = Vec::new();
+    for (db, _) in src.list_databases().await? {
+        if !sel.wants_db(&db) {
+            continue;
+        }
+        let mut any = false;
+        for entry in src.list_collections(&db).await? {
+            let Some(meta) = CollectionMeta::from_entry(&entry) else {
+                continue;
+            };
+            let ns = Namespace::new(db.clone(), meta.name.clone());
+            if !sel.wants(&ns) {
+                continue;
+            }
+            any = true;
+            let estimated_docs = if meta.is_view() {
+                0
+            } else {
+                src.client
+                    .database(&db)
+                    .collection::<Document>(&meta.name)
+                    .estimated_document_count()
+                    .await
+                    .unwrap_or(0)
+            };
+            items.push(Item {
+                target: sel.target_of(&ns),
+                source: ns,
+                meta,
+                estimated_docs,
+            });
+        }
+        if any {
+            dbs.push(db);
+        }
+    }
+    for d in &sel.dbs {
+        if !dbs.contains(d) && !items.iter().any(|i| &i.source.db == d) {
+            return Err(Error::Usage(format!(
+                "--db {d}: the source has no such database with selected collections (it has: {})",
+                src.list_databases()
+                    .await?
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    sel.check_target_db(&dbs)?;
+    // Biggest first so parallel slots stay busy; views last.
+    items.sort_by(|a, b| {
+        a.meta
+            .is_view()
+            .cmp(&b.meta.is_view())
+            .then(b.estimated_docs.cmp(&a.estimated_docs))
+    });
+    Ok(items)
+}
+
+/// Refuses to write into target collections that already hold documents, unless `--drop`
+/// or this journal already started them.
+pub async fn check_targets(
+    dst: &Mongo,
+    items: &[Item],
+    journal: &SharedJournal,
+    drop: bool,
+) -> Result<()> {
+    let j = journal.snapshot()?;
+    let mut busy = Vec::new();
+    for it in items {
+        let started = j
+            .copy
+            .collections
+            .get(&it.source.to_string())
+            .is_some_and(|p| p.created);
+        if started || drop {
+            continue;
+        }
+        let names = dst
+            .client
+            .database(&it.target.db)
+            .list_collection_names()
+            .await
+            .map_err(|e| dst.err(format!("listing collections of {}", it.target.db), e))?;
+        if !names.contains(&it.target.coll) {
+            continue;
+        }
+        if it.meta.is_view() {
+            busy.push(format!(
+                "{} (a view or collection of that name exists)",
+                it.target
+            ));
+            continue;
+        }
+        let coll = dst
+            .client
+            .database(&it.target.db)
+            .collection::<Document>(&it.target.coll);
+        let one = coll
+            .find_one(doc! {})
+            .await
+            .map_err(|e| dst.err(format!("reading {}", it.target), e))?;
+        if one.is_some() {
+            busy.push(it.target.to_string());
+        }
+    }
+    if busy.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "the target already holds data in {}; efs2atlas will not write into it. Pass --drop to replace {} (their data is lost), --ns-exclude to skip {}, or copy into another database with --target-db",
+        busy.join(", "),
+        if busy.len() == 1 { "it" } else { "them" },
+        if busy.len() == 1 { "it" } else { "them" },
+    )))
+}
+
+/// Runs the copy of `items` (collections first, in parallel, then views).
+pub async fn run(
+    src: &Mongo,
+    dst: &Mongo,
+    items: &[Item],
+    opts: &CopyOptions,
+    journal: &SharedJournal,
+    observer: &dyn Observer,
+    cancel: &Cancel,
+) -> Result<CopyReport> {
+    let started = Instant::now();
+    let (views, colls): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| i.meta.is_view());
+    let ctx = Ctx {
+        src,
+        dst,
+        opts,
+        journal,
+        observer,
+        cancel,
+    };
+    let ctx = &ctx;
+    let results: Vec<Result<CollectionReport>> = stream::iter(colls)
+        .map(|it| async move {
+            let r = copy_collection(ctx, it).await;
+            if let Err(e) = &r
+                && !matches!(e, Error::Interrupted(_))
+            {
+                // One failure stops the others at their next batch; the journal keeps their progress.
+                cancel.cancel();
+            }
+            r
+        })
+        .buffer_unordered(opts.parallel.max(1))
+        .collect()
+        .await;
+    journal.flush()?;
+    let mut report = CopyReport::default();
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(c) => report.collections.push(c),
+            Err(e) => {
+                // A real failure explains more than the interruptions it caused.
+                if first_err
+                    .as_ref()
+                    .is_none_or(|f| matches!(f, Error::Interrupted(_)))
+                {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    for v in views {
+        report.collections.push(create_view(dst, v, journal).await?);
+    }
+    journal.flush()?;
+    report.collections.sort_by(|a, b| a.source.cmp(&b.source));
+    report.docs = report.collections.iter().map(|c| c.docs_this_run).sum();
+    report.bytes = report.collections.iter().map(|c| c.bytes_this_run).sum();
+    report.index_errors = report
+        .collections
+        .iter()
+        .flat_map(|c| c.index_errors.iter().cloned())
+        .collect();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn key(it: &Item) -> String {
+    it.source.to_string()
+}
+
+async fn create_view(dst: &Mongo, it: &Item, journal: &SharedJournal) -> Result<CollectionReport> {
+    let k = key(it);
+    let done = journal
+        .snapshot()?
+        .copy
+        .collections
+        .get(&k)
+        .is_some_and(|p| p.created);
+    if !done {
+        let db = dst.client.database(&it.target.db);
+        let exists = db
+            .list_collection_names()
+            .await
+            .map_err(|e| dst.err(format!("listing collections of {}", it.target.db), e))?
+            .contains(&it.target.coll);
+        if !exists {
+            db.run_command(it.meta.create_command(&it.target.coll))
+                .await
+                .map_err(|e| dst.err(format!("creating view {}", it.target), e))?;
+        }
+        journal.update(true, |j| {
+            j.copy.collections.insert(
+                k.clone(),
+                CollectionProgress {
+                    target: it.target.to_string(),
+                    created: true,
+                    data_done: true,
+                    indexes_done: true,
+                    order_trusted: true,
+                    ..Default::default()
+                },
+            );
+        })?;
+    }
+    Ok(CollectionReport {
+        source: k,
+        target: it.target.to_string(),
+        kind: it.meta.kind.clone(),
+        docs: 0,
+        bytes: 0,
+        docs_this_run: 0,
+        bytes_this_run: 0,
+        seconds: 0.0,
+        indexes: 0,
+        index_errors: vec![],
+        resumed: done,
+    })
+}
+
+/// Everything one collection's copy needs from the run.
+struct Ctx<'a> {
+    src: &'a Mongo,
+    dst: &'a Mongo,
+    opts: &'a CopyOptions,
+    journal: &'a SharedJournal,
+    observer: &'a dyn Observer,
+    cancel: &'a Cancel,
+}
+
+async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
+    let Ctx {
+        src,
+        dst,
+        opts,
+        journal,
+        observer,
+        cancel,
+    } = *ctx;
+    let started = Instant::now();
+    let k = key(it);
+    let prior = journal.snapshot()?.copy.collections.get(&k).cloned();
+    let resumed = prior.is_some();
+    let mut progress = prior.unwrap_or_else(|| CollectionProgress {
+        target: it.target.to_string(),
+        order_trusted: true,
+        ..Default::default()
+    });
+    if progress.data_done && progress.indexes_done {
+        return Ok(report(it, &progress, (0, 0), started, resumed));
+    }
+    if cancel.is_cancelled() {
+        return Err(interrupted());
+    }
+    let tdb = dst.client.database(&it.target.db);
+    if !progress.created {
+        if opts.drop {
+            tdb.collection::<Document>(&it.target.coll)
+                .drop()
+                .await
+                .map_err(|e| dst.err(format!("dropping {}", it.target), e))?;
+        }
+        let exists = tdb
+            .list_collection_names()
+            .await
+            .map_err(|e| dst.err(format!("listing collections of {}", it.target.db), e))?
+            .contains(&it.target.coll);
+        if !exists {
+            tdb.run_command(it.meta.create_command(&it.target.coll))
+                .await
+                .map_err(|e| {
+                    dst.err(
+                        format!("creating {} with the source's options", it.target),
+                        e,
+                    )
+                })?;
+        }
+        progress.created = true;
+        let p = progress.clone();
+        journal.update(true, |j| {
+            j.copy.collections.insert(k.clone(), p);
+        })?;
+    }
+    observer.start(&k, it.estimated_docs, progress.docs, progress.bytes);
+    let mut copied_now = (0, 0);
+    if !progress.data_done {
+        copied_now = copy_data(ctx, it, &mut progress).await?;
+    }
+    if !progress.indexes_done {
+        if cancel.is_cancelled() {
+            return Err(interrupted());
+        }
+        progress.index_errors = build_indexes(src, dst, it).await?;
+        progress.indexes_done = true;
+        let p = progress.clone();
+        journal.update(true, |j| {
+            j.copy.collections.insert(k.clone(), p);
+        })?;
+    }
+    observer.finish(&k);
+    Ok(report(it, &progress, copied_now, started, resumed))
+}
+
+fn report(
+    it: &Item,
+    p: &CollectionProgress,
+    (docs_this_run, bytes_this_run): (u64, u64),
+    started: Instant,
+    resumed: bool,
+) -> CollectionReport {
+    CollectionReport {
+        source: it.source.to_string(),
+        target: it.target.to_string(),
+        kind: it.meta.kind.clone(),
+        docs: p.docs,
+        bytes: p.bytes,
+        docs_this_run,
+        bytes_this_run,
+        seconds: started.elapsed().as_secs_f64(),
+        indexes: 0,
+        index_errors: p.index_errors.clone(),
+        resumed,
+    }
+}
+
+fn interrupted() -> Error {
+    Error::Interrupted("interrupted; progress is saved in the journal".into())
+}
+
+/// A batch read from the source, in `_id` order.
+struct Batch {
+    docs: Vec<RawDocumentBuf>,
+    bytes: u64,
+    last_id: RawBson,
+    /// False once the source has returned an `_id` out of MongoDB order.
+    order_ok: bool,
+}
+
+/// Parses a journaled `_id`.
+fn id_from_journal(v: &serde_json::Value) -> Option<Bson> {
+    Bson::try_from(v.clone()).ok()
+}
+
+async fn copy_data(
+    ctx: &Ctx<'_>,
+    it: &Item,
+    progress: &mut CollectionProgress,
+) -> Result<(u64, u64)> {
+    let Ctx {
+        src,
+        dst,
+        opts,
+        journal,
+        observer,
+        cancel,
+    } = *ctx;
+    let k = key(it);
+    let scoll: Collection<RawDocumentBuf> = src
+        .client
+        .database(&it.source.db)
+        .collection(&it.source.coll);
+    let tcoll: Collection<RawDocumentBuf> = dst
+        .client
+        .database(&it.target.db)
+        .collection(&it.target.coll);
+
+    // Resume after the last acknowledged _id when the source's order was trustworthy;
+    // otherwise rescan everything and let duplicate checks skip what is already there.
+    let resume_after = match (&progress.last_id, progress.order_trusted) {
+        (Some(v), true) => id_from_journal(v),
+        _ => None,
+    };
+    let filter = match &resume_after {
+        Some(b) => {
+            let raw = RawBson::try_from(b.clone())
+                .map_err(|e| Error::Other(format!("journal _id for {k} is unusable: {e}")))?;
+            order::after_filter(&raw.as_raw_bson_ref())
+        }
+        None => doc! {},
+    };
+    let cursor = scoll
+        .find(filter)
+        .sort(doc! {"_id": 1})
+        .batch_size(2000)
+        .await
+        .map_err(|e| src.err(format!("reading {}", it.source), e))?;
+
+    let (tx, mut rx) = mpsc::channel::<Result<Batch>>(2);
+    let reader = tokio::spawn(read_batches(
+        cursor,
+        tx,
+        opts.batch_bytes,
+        opts.batch_docs,
+        src.clone(),
+        it.source.to_string(),
+    ));
+
+    let mut in_flight = FuturesOrdered::new();
+    let mut copied = (0u64, 0u64);
+    let mut reading = true;
+    let mut result: Result<()> = Ok(());
+    loop {
+        let can_take = reading && in_flight.len() < opts.writers.max(1) && !cancel.is_cancelled();
+        tokio::select! {
+            biased;
+            done = in_flight.next(), if !in_flight.is_empty() => {
+                let Some(done) = done else { continue };
+                match done {
+                    Ok((docs, bytes, last_id, order_ok)) => {
+                        let (docs, bytes): (u64, u64) = (docs, bytes);
+                        copied.0 += docs;
+                        copied.1 += bytes;
+                        progress.docs += docs;
+                        progress.bytes += bytes;
+                        progress.last_id = Some(Bson::try_from(last_id).map(|b| b.into_canonical_extjson()).unwrap_or(serde_json::Value::Null));
+                        progress.order_trusted = progress.order_trusted && order_ok;
+                        let p = progress.clone();
+                        journal.update(false, |j| { j.copy.collections.insert(k.clone(), p); })?;
+                        observer.progress(&k, docs, bytes);
+                    }
+                    Err(e) => { result = Err(e); break; }
+                }
+            }
+            batch = rx.recv(), if can_take => {
+                match batch {
+                    Some(Ok(b)) => {
+                        let tcoll = tcoll.clone();
+                        let dst = dst.clone();
+                        let target = it.target.to_string();
+                        in_flight.push_back(async move {
+                            let n = b.docs.len() as u64;
+                            insert_batch(&dst, &tcoll, &target, b.docs).await?;
+                            Ok::<_, Error>((n, b.bytes, b.last_id, b.order_ok))
+                        });
+                    }
+                    Some(Err(e)) => { result = Err(e); break; }
+                    None => reading = false,
+                }
+            }
+            _ = cancel.cancelled(), if in_flight.is_empty() && reading => {
+                break;
+            }
+            else => break,
+        }
+    }
+    drop(rx);
+    reader.abort();
+    // Whatever was acknowledged is in `progress`; make it durable before reporting anything.
+    let p = progress.clone();
+    journal.update(true, |j| {
+        j.copy.collections.insert(k.clone(), p);
+    })?;
+    result?;
+    if reading {
+        return Err(interrupted());
+    }
+    progress.data_done = true;
+    let p = progress.clone();
+    journal.update(true, |j| {
+        j.copy.collections.insert(k.clone(), p);
+    })?;
+    Ok(copied)
+}
+
+/// Reads the cursor into byte-bounded batches and sends them down a bounded channel, so at
+/// most a few batches are ever held in memory.
+async fn read_batches(
+    mut cursor: Cursor<RawDocumentBuf>,
+    tx: mpsc::Sender<Result<Batch>>,
+    batch_bytes: usize,
+    batch_docs: usize,
+    src: Mongo,
+    ns: String,
+) {
+    let mut docs = Vec::new();
+    let mut bytes = 0usize;
+    let mut prev: Option<RawBson> = None;
+    let mut order_ok = true;
+    loop {
+        match cursor.advance().await {
+            Ok(true) => {
+                let raw = cursor.current();
+                let id = id_of(raw);
+                if let Some(p) = &prev
+                    && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
+                        != std::cmp::Ordering::Less
+                {
+                    order_ok = false;
+                }
+                prev = Some(id);
+                bytes += raw.as_bytes().len();
+                docs.push(raw.to_raw_document_buf());
+                if bytes >= batch_bytes || docs.len() >= batch_docs {
+                    let last_id = prev.clone().unwrap_or(RawBson::Null);
+                    let b = Batch {
+                        docs: std::mem::take(&mut docs),
+                        bytes: bytes as u64,
+                        last_id,
+                        order_ok,
+                    };
+                    bytes = 0;
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(false) => break,
+            Err(e) => {
+                let _ = tx.send(Err(src.err(format!("reading {ns}"), e))).await;
+                return;
+            }
+        }
+    }
+    if !docs.is_empty() {
+        let last_id = prev.unwrap_or(RawBson::Null);
+        let _ = tx
+            .send(Ok(Batch {
+                docs,
+                bytes: bytes as u64,
+                last_id,
+                order_ok,
+            }))
+            .await;
+    }
+}
+
+/// Inserts a batch, unordered. Duplicate `_id`s are fine when the target holds the very same
+/// bytes (a batch acknowledged by the server but not yet journaled before a crash); anything
+/// else is an error naming the document.
+async fn insert_batch(
+    dst: &Mongo,
+    coll: &Collection<RawDocumentBuf>,
+    ns: &str,
+    docs: Vec<RawDocumentBuf>,
+) -> Result<()> {
+    let err = match coll.insert_many(&docs).ordered(false).await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let ErrorKind::InsertMany(ime) = err.kind.as_ref() else {
+        return Err(dst.err(format!("inserting into {ns}"), err));
+    };
+    if let Some(wce) = &ime.write_concern_error {
+        return Err(Error::Mongo {
+            context: format!("target: inserting into {ns}"),
+            message: format!("write concern not satisfied: {}", wce.message),
+        });
+    }
+    let mut dups = Vec::new();
+    for we in ime.write_errors.iter().flatten() {
+        let Some(doc) = docs.get(we.index) else {
+            continue;
+        };
+        if we.code == 11000 {
+            dups.push(doc);
+        } else {
+            return Err(Error::Mongo {
+                context: format!("target: inserting into {ns}"),
+                message: format!(
+                    "document _id {} was rejected (code {}): {}",
+                    show_id(&id_of(doc)),
+                    we.code,
+                    we.message
+                ),
+            });
+        }
+    }
+    if dups.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Bson> = dups
+        .iter()
+        .filter_map(|d| Bson::try_from(id_of(d)).ok())
+        .collect();
+    let mut existing: HashMap<String, RawDocumentBuf> = HashMap::new();
+    let mut cur = coll
+        .find(doc! {"_id": {"$in": ids}})
+        .await
+        .map_err(|e| dst.err(format!("reading back duplicates in {ns}"), e))?;
+    while cur
+        .advance()
+        .await
+        .map_err(|e| dst.err(format!("reading back duplicates in {ns}"), e))?
+    {
+        let raw = cur.current();
+        existing.insert(show_id(&id_of(raw)), raw.to_raw_document_buf());
+    }
+    for d in dups {
+        let id = show_id(&id_of(d));
+        match existing.get(&id) {
+            Some(t) if t.as_bytes() == d.as_bytes() => {}
+            Some(_) => {
+                return Err(Error::Mongo {
+                    context: format!("target: inserting into {ns}"),
+                    message: format!(
+                        "the target already holds a different document with _id {id} (left by another writer or an earlier run?); re-run with --drop to start this collection over"
+                    ),
+                });
+            }
+            None => {
+                return Err(Error::Mongo {
+                    context: format!("target: inserting into {ns}"),
+                    message: format!(
+                        "document _id {id} collides with a unique index on the target"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the source's indexes on the target, one command per index, and returns the
+/// failures (e.g. a unique index over duplicate values) with the server's reason.
+async fn build_indexes(src: &Mongo, dst: &Mongo, it: &Item) -> Result<Vec<String>> {
+    let mut errors = Vec::new();
+    let tdb = dst.client.database(&it.target.db);
+    for entry in src.list_indexes(&it.source.db, &it.source.coll).await? {
+        let Some(ix) = IndexMeta::from_entry(&entry) else {
+            continue;
+        };
+        if ix.is_id_index() {
+            continue;
+        }
+        if let Err(e) = tdb.run_command(ix.create_command(&it.target.coll)).await {
+            errors.push(format!(
+                "index {} on {}: {}",
+                ix.name,
+                it.target,
+                crate::mongo::scrub_err(&dst.uri, &e)
+            ));
+        }
+    }
+    Ok(errors)
+}
+
+/// Counts documents of a collection exactly.
+pub async fn count(m: &Mongo, ns: &Namespace) -> Result<u64> {
+    let r = m
+        .client
+        .database(&ns.db)
+        .run_command(doc! {"count": &ns.coll})
+        .await
+        .map_err(|e| m.err(format!("counting {ns}"), e))?;
+    Ok(r.get("n").and_then(as_i64).unwrap_or(0) as u64)
+}
+
+/// How often the journal is written during a copy (plus at every collection boundary).
+pub const JOURNAL_INTERVAL: Duration = Duration::from_millis(500);

@@ -1,0 +1,306 @@
+//! Sorted `(_id, hash)` streams over a collection, order-independent digests, and the merge
+//! of two such streams into differences. Verify and sync share this code.
+
+use std::cmp::Ordering;
+
+use mongodb::bson::{RawBson, RawDocument, RawDocumentBuf, doc};
+use mongodb::{Collection, Cursor};
+use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::mongo::order;
+
+/// Documents per server batch when scanning.
+pub const SCAN_BATCH: u32 = 2000;
+
+/// The 128-bit hash of a document's exact bytes.
+pub fn doc_hash(raw: &[u8]) -> u128 {
+    xxh3_128(raw)
+}
+
+/// An order-independent digest of a set of documents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Digest {
+    /// Documents.
+    pub count: u64,
+    /// Total BSON bytes.
+    pub bytes: u64,
+    /// Wrapping sum of document hashes.
+    pub sum: u128,
+    /// Xor of document hashes.
+    pub xor: u128,
+}
+
+impl Digest {
+    /// Adds one document.
+    pub fn add(&mut self, hash: u128, len: usize) {
+        self.count += 1;
+        self.bytes += len as u64;
+        self.sum = self.sum.wrapping_add(hash);
+        self.xor ^= hash;
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Digest", 4)?;
+        st.serialize_field("count", &self.count)?;
+        st.serialize_field("bytes", &self.bytes)?;
+        st.serialize_field("sum", &format!("{:032x}", self.sum))?;
+        st.serialize_field("xor", &format!("{:032x}", self.xor))?;
+        st.end()
+    }
+}
+
+/// One document of a scan: its `_id`, the hash of its bytes, and its size.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// The `_id` value.
+    pub id: RawBson,
+    /// Hash of the whole document.
+    pub hash: u128,
+    /// BSON length.
+    pub len: usize,
+}
+
+/// A scan of one collection in `_id` order, digesting as it goes and checking that the
+/// server really returns `_id`s in MongoDB's order.
+pub struct SortedScan {
+    cursor: Cursor<RawDocumentBuf>,
+    prev: Option<RawBson>,
+    /// Digest of everything read so far.
+    pub digest: Digest,
+    /// The first pair of `_id`s seen out of MongoDB order, if any (rendered for messages).
+    pub out_of_order: Option<(String, String)>,
+}
+
+impl SortedScan {
+    /// Opens a scan of the whole collection sorted by `_id`.
+    pub async fn open(coll: &Collection<RawDocumentBuf>) -> mongodb::error::Result<SortedScan> {
+        let cursor = coll
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .batch_size(SCAN_BATCH)
+            .await?;
+        Ok(SortedScan {
+            cursor,
+            prev: None,
+            digest: Digest::default(),
+            out_of_order: None,
+        })
+    }
+
+    /// The next document's `_id` and hash; `None` at the end.
+    pub async fn next(&mut self) -> mongodb::error::Result<Option<Item>> {
+        if !self.cursor.advance().await? {
+            return Ok(None);
+        }
+        let raw = self.cursor.current();
+        let bytes = raw.as_bytes();
+        let hash = doc_hash(bytes);
+        self.digest.add(hash, bytes.len());
+        let id = id_of(raw);
+        if self.out_of_order.is_none()
+            && let Some(p) = &self.prev
+            && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref()) != Ordering::Less
+        {
+            self.out_of_order = Some((show_id(p), show_id(&id)));
+        }
+        self.prev = Some(id.clone());
+        Ok(Some(Item {
+            id,
+            hash,
+            len: bytes.len(),
+        }))
+    }
+
+    /// The raw bytes of the document `next` returned last.
+    pub fn current(&self) -> &RawDocument {
+        self.cursor.current()
+    }
+}
+
+/// The `_id` of a raw document (`Null` when missing or malformed).
+pub fn id_of(raw: &RawDocument) -> RawBson {
+    match raw.get("_id") {
+        Ok(Some(v)) => v.to_raw_bson(),
+        _ => RawBson::Null,
+    }
+}
+
+/// An `_id` as extended JSON, short enough for a message.
+pub fn show_id(id: &RawBson) -> String {
+    let b: mongodb::bson::Bson = id.clone().try_into().unwrap_or(mongodb::bson::Bson::Null);
+    let s = b.into_relaxed_extjson().to_string();
+    if s.len() > 80 {
+        format!("{}…", &s[..s.floor_char_boundary(80)])
+    } else {
+        s
+    }
+}
+
+/// How two collections differ at one `_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiffKind {
+    /// In the source, not in the target.
+    Missing,
+    /// In the target, not in the source.
+    Extra,
+    /// In both, with different bytes.
+    Different,
+}
+
+/// One difference, with the source document when the target needs it.
+#[derive(Debug)]
+pub struct Diff {
+    /// What kind.
+    pub kind: DiffKind,
+    /// The `_id`.
+    pub id: RawBson,
+    /// The source document (for `Missing` and `Different`).
+    pub source_doc: Option<RawDocumentBuf>,
+}
+
+/// Merges a source and a target scan in `_id` order into differences.
+pub struct Merge {
+    /// Source side.
+    pub source: SortedScan,
+    /// Target side.
+    pub target: SortedScan,
+    a: Option<Item>,
+    b: Option<Item>,
+    advance_a: bool,
+    advance_b: bool,
+}
+
+impl Merge {
+    /// Starts a merge.
+    pub fn new(source: SortedScan, target: SortedScan) -> Merge {
+        Merge {
+            source,
+            target,
+            a: None,
+            b: None,
+            advance_a: true,
+            advance_b: true,
+        }
+    }
+
+    /// True when either server returned `_id`s out of MongoDB order, so differences found by
+    /// the merge cannot be trusted (digests still can).
+    pub fn unreliable(&self) -> bool {
+        self.source.out_of_order.is_some() || self.target.out_of_order.is_some()
+    }
+
+    /// The next difference; `None` when both scans are exhausted (digests are then complete).
+    pub async fn next_diff(&mut self) -> mongodb::error::Result<Option<Diff>> {
+        loop {
+            match (self.advance_a, self.advance_b) {
+                (true, true) => {
+                    let (x, y) = tokio::join!(self.source.next(), self.target.next());
+                    self.a = x?;
+                    self.b = y?;
+                }
+                (true, false) => self.a = self.source.next().await?,
+                (false, true) => self.b = self.target.next().await?,
+                (false, false) => {}
+            }
+            self.advance_a = false;
+            self.advance_b = false;
+            match (&self.a, &self.b) {
+                (None, None) => return Ok(None),
+                (Some(a), None) => {
+                    self.advance_a = true;
+                    return Ok(Some(Diff {
+                        kind: DiffKind::Missing,
+                        id: a.id.clone(),
+                        source_doc: Some(self.source.current().to_raw_document_buf()),
+                    }));
+                }
+                (None, Some(b)) => {
+                    self.advance_b = true;
+                    return Ok(Some(Diff {
+                        kind: DiffKind::Extra,
+                        id: b.id.clone(),
+                        source_doc: None,
+                    }));
+                }
+                (Some(a), Some(b)) => {
+                    match order::cmp(&a.id.as_raw_bson_ref(), &b.id.as_raw_bson_ref()) {
+                        Ordering::Less => {
+                            self.advance_a = true;
+                            return Ok(Some(Diff {
+                                kind: DiffKind::Missing,
+                                id: a.id.clone(),
+                                source_doc: Some(self.source.current().to_raw_document_buf()),
+                            }));
+                        }
+                        Ordering::Greater => {
+                            self.advance_b = true;
+                            return Ok(Some(Diff {
+                                kind: DiffKind::Extra,
+                                id: b.id.clone(),
+                                source_doc: None,
+                            }));
+                        }
+                        Ordering::Equal => {
+                            self.advance_a = true;
+                            self.advance_b = true;
+                            if a.hash != b.hash || a.len != b.len {
+                                return Ok(Some(Diff {
+                                    kind: DiffKind::Different,
+                                    id: a.id.clone(),
+                                    source_doc: Some(self.source.current().to_raw_document_buf()),
+                                }));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::rawdoc;
+
+    #[test]
+    fn digest_is_order_independent_and_sensitive_to_bytes() {
+        let docs = [
+            rawdoc! {"_id": 1, "a": "x"},
+            rawdoc! {"_id": 2, "a": "y"},
+            rawdoc! {"_id": 3, "a": "z"},
+        ];
+        let mut d1 = Digest::default();
+        let mut d2 = Digest::default();
+        for d in &docs {
+            d1.add(doc_hash(d.as_bytes()), d.as_bytes().len());
+        }
+        for d in docs.iter().rev() {
+            d2.add(doc_hash(d.as_bytes()), d.as_bytes().len());
+        }
+        assert_eq!(d1, d2);
+        let mut d3 = Digest::default();
+        for d in [
+            rawdoc! {"_id": 1, "a": "x"},
+            rawdoc! {"_id": 2, "a": "y"},
+            rawdoc! {"_id": 3_i64, "a": "z"},
+        ] {
+            d3.add(doc_hash(d.as_bytes()), d.as_bytes().len());
+        }
+        assert_ne!(d1, d3, "an Int32 -> Int64 change must change the digest");
+        let mut swapped = Digest::default();
+        for d in [
+            rawdoc! {"_id": 1, "a": "x"},
+            rawdoc! {"_id": 2, "a": "y"},
+            rawdoc! {"a": "z", "_id": 3},
+        ] {
+            swapped.add(doc_hash(d.as_bytes()), d.as_bytes().len());
+        }
+        assert_ne!(d1, swapped, "field order is part of the bytes");
+    }
+}
