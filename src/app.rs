@@ -6,7 +6,9 @@ use serde_json::json;
 
 use crate::aws::{Aws, AwsOptions};
 use crate::cancel::Cancel;
-use crate::cli::{Cli, Command, CopyArgs, DataArgs, GlobalArgs, PlanArgs, TargetArgs, VerifyArgs};
+use crate::cli::{
+    Cli, Command, CopyArgs, DataArgs, GlobalArgs, PlanArgs, RollbackArgs, TargetArgs, VerifyArgs,
+};
 use crate::discover::{self, Target};
 use crate::envmap::EnvOverride;
 use crate::error::{Error, Result, exit};
@@ -26,8 +28,34 @@ pub const MONGO_CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 pub async fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Plan(args) => plan_cmd(&cli.global, args).await,
+        Command::Migrate(a) => {
+            let flags = crate::migrate::RunFlags {
+                yes: a.yes,
+                dry_run: a.dry_run,
+                journal: a.journal.clone(),
+                freeze: a.freeze,
+                deploy_timeout: a.deploy_timeout,
+                drop: a.drop,
+                json: a.json,
+                target_uri: a.target_uri.clone(),
+            };
+            crate::migrate::migrate(&cli.global, &a.target, &flags).await
+        }
+        Command::Resume(a) => {
+            crate::migrate::resume(
+                &cli.global,
+                &a.journal,
+                a.atlas_uri.clone(),
+                a.source_uri.clone(),
+                a.yes,
+                a.json,
+            )
+            .await
+        }
+        Command::Status(a) => crate::migrate::status(&a.journal, a.json),
         Command::Copy(args) => copy_cmd(&cli.global, args).await,
         Command::Verify(args) => verify_cmd(&cli.global, args).await,
+        Command::Rollback(args) => rollback_cmd(&cli.global, args).await,
     }
 }
 
@@ -59,24 +87,34 @@ pub fn plan_options(t: &TargetArgs) -> Result<PlanOptions> {
     })
 }
 
-/// Discovers the world for `t` (and the source, when `--source-uri` is given) and plans.
-pub async fn discover_and_plan(global: &GlobalArgs, t: &TargetArgs) -> Result<(World, Plan)> {
+/// Loads the AWS configuration from the global flags.
+pub async fn aws(global: &GlobalArgs) -> Result<Aws> {
+    Aws::load(&AwsOptions {
+        region: global.region.clone(),
+        profile: global.profile.clone(),
+    })
+    .await
+}
+
+/// Discovers the world for `t` (and the source, when `--source-uri` is given) and plans;
+/// `td` plans from that revision instead of the service's current one.
+pub async fn discover_and_plan(
+    aws: &Aws,
+    t: &TargetArgs,
+    td: Option<&str>,
+) -> Result<(World, Plan)> {
     let opts = plan_options(t)?;
     let source = t
         .source_uri
         .as_deref()
         .map(|s| MongoUri::parse("--source-uri", s))
         .transpose()?;
-    let aws = Aws::load(&AwsOptions {
-        region: global.region.clone(),
-        profile: global.profile.clone(),
-    })
-    .await?;
     let mut world = discover::world(
-        &aws,
+        aws,
         &Target {
             cluster: &t.cluster,
             service: &t.service,
+            task_definition: td,
         },
     )
     .await?;
@@ -89,7 +127,8 @@ pub async fn discover_and_plan(global: &GlobalArgs, t: &TargetArgs) -> Result<(W
 }
 
 async fn plan_cmd(global: &GlobalArgs, args: &PlanArgs) -> Result<i32> {
-    let (world, plan) = discover_and_plan(global, &args.target).await?;
+    let aws = aws(global).await?;
+    let (world, plan) = discover_and_plan(&aws, &args.target, None).await?;
     if args.json {
         ui::print_json(&json!({"plan": plan, "world": world}));
     } else {
@@ -266,5 +305,56 @@ async fn verify_cmd(global: &GlobalArgs, args: &VerifyArgs) -> Result<i32> {
     } else {
         ui::error_line(&report.summary());
         Ok(exit::MISMATCH)
+    }
+}
+
+async fn rollback_cmd(global: &GlobalArgs, args: &RollbackArgs) -> Result<i32> {
+    let aws = aws(global).await?;
+    let t = crate::deploy::rollback_target(&aws, &args.cluster, &args.service).await?;
+    ui::notice(&format!(
+        "rollback: service {} from {} back to {} (MongoDB on EFS {}). Writes the app made to Atlas since the cutover are not in the old MongoDB; they stay only in Atlas.",
+        args.service,
+        t.current,
+        t.target,
+        t.file_systems.join(", ")
+    ));
+    if !ui::confirm(
+        &format!("Roll service {} back to {}?", args.service, t.target),
+        args.yes,
+    )? {
+        return Err(Error::Refused("not confirmed; nothing was changed".into()));
+    }
+    let cancel = Cancel::new();
+    cancel.on_signals();
+    let spinner = ui::Spinner::new(
+        ui::progress_enabled(global.no_progress, global.quiet),
+        "rollback",
+    );
+    let r = crate::deploy::deploy(
+        &aws,
+        &args.cluster,
+        &args.service,
+        &t.target,
+        &t.current,
+        args.deploy_timeout,
+        &spinner,
+        &cancel,
+    )
+    .await;
+    spinner.finish();
+    let r = r?;
+    if args.json {
+        ui::print_json(&json!({"rollback": r}));
+    } else {
+        println!("{}", ui::deploy_text(&r));
+    }
+    if r.ok {
+        Ok(exit::OK)
+    } else {
+        ui::error_line(&format!(
+            "the rolled-back revision did not become steady ({:?}); the service was returned to {}",
+            r.wait, t.current
+        ));
+        Ok(exit::FAILED)
     }
 }

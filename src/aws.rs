@@ -61,15 +61,20 @@ impl Aws {
                     .into(),
             )
         })?;
-        Ok(Aws {
-            ecs: aws_sdk_ecs::Client::new(&conf),
-            efs: aws_sdk_efs::Client::new(&conf),
-            ec2: aws_sdk_ec2::Client::new(&conf),
-            sts: aws_sdk_sts::Client::new(&conf),
-            secrets: aws_sdk_secretsmanager::Client::new(&conf),
-            iam: aws_sdk_iam::Client::new(&conf),
+        Ok(Aws::from_conf(&conf, region))
+    }
+
+    /// Clients for an already-loaded configuration.
+    pub fn from_conf(conf: &aws_config::SdkConfig, region: String) -> Aws {
+        Aws {
+            ecs: aws_sdk_ecs::Client::new(conf),
+            efs: aws_sdk_efs::Client::new(conf),
+            ec2: aws_sdk_ec2::Client::new(conf),
+            sts: aws_sdk_sts::Client::new(conf),
+            secrets: aws_sdk_secretsmanager::Client::new(conf),
+            iam: aws_sdk_iam::Client::new(conf),
             region,
-        })
+        }
     }
 }
 

@@ -41,10 +41,18 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Show what a migration would do; changes nothing.
     Plan(PlanArgs),
+    /// Run the whole migration: copy, verify, cut over, clean up.
+    Migrate(MigrateArgs),
+    /// Continue an interrupted migration from its journal.
+    Resume(ResumeArgs),
+    /// Show where a migration (or copy) stands, from its journal.
+    Status(StatusArgs),
     /// Copy databases from one MongoDB to another: exact, streamed, parallel, resumable.
     Copy(CopyArgs),
     /// Compare source and target: counts, document hashes, indexes, options.
     Verify(VerifyArgs),
+    /// Return the service to the revision that still had the mongo container (while its EFS exists).
+    Rollback(RollbackArgs),
 }
 
 /// Which service to migrate and where to.
@@ -165,6 +173,111 @@ pub struct VerifyArgs {
     /// How many differing _ids to list per collection.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub max_examples: usize,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long to wait for a deployment, e.g. `15m`, `90s`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like 15m or 90s ({e})"))
+}
+
+/// `efs2atlas rollback`.
+#[derive(Debug, Args, Clone)]
+pub struct RollbackArgs {
+    /// ECS cluster name or ARN.
+    #[arg(long, value_name = "C")]
+    pub cluster: String,
+    /// ECS service name or ARN.
+    #[arg(long, value_name = "S")]
+    pub service: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// How long to wait for the service to become steady.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub deploy_timeout: std::time::Duration,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `efs2atlas migrate`.
+#[derive(Debug, Args, Clone)]
+pub struct MigrateArgs {
+    /// What to migrate.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Answer yes to every question (scripts); without a terminal and without it, migrate refuses.
+    #[arg(long)]
+    pub yes: bool,
+    /// Show the plan and stop; changes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress file for `resume` and `status`.
+    #[arg(long, value_name = "PATH", default_value = crate::migrate::DEFAULT_JOURNAL)]
+    pub journal: std::path::PathBuf,
+    /// How writes to the source are stopped while the data moves.
+    #[arg(long, value_enum, default_value_t = crate::migrate::FreezeMode::FsyncLock)]
+    pub freeze: crate::migrate::FreezeMode,
+    /// How long to wait for the new revision to become steady before rolling back.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub deploy_timeout: std::time::Duration,
+    /// Drop target collections that already hold data (otherwise migrate refuses).
+    #[arg(long)]
+    pub drop: bool,
+    /// Where efs2atlas itself writes the data, when it reaches Atlas differently than the app
+    /// (e.g. through a tunnel); default: --atlas-uri.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_TARGET_URI",
+        hide_env_values = true
+    )]
+    pub target_uri: Option<String>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `efs2atlas resume`.
+#[derive(Debug, Args, Clone)]
+pub struct ResumeArgs {
+    /// The migration's journal.
+    #[arg(long, value_name = "PATH", default_value = crate::migrate::DEFAULT_JOURNAL)]
+    pub journal: std::path::PathBuf,
+    /// The Atlas URI (the journal never stores credentials).
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_ATLAS_URI",
+        hide_env_values = true
+    )]
+    pub atlas_uri: Option<String>,
+    /// The source URI, when it carries credentials.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_SOURCE_URI",
+        hide_env_values = true
+    )]
+    pub source_uri: Option<String>,
+    /// Answer yes to every question.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `efs2atlas status`.
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    /// The journal to read.
+    #[arg(long, value_name = "PATH", default_value = crate::migrate::DEFAULT_JOURNAL)]
+    pub journal: std::path::PathBuf,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,

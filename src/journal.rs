@@ -33,6 +33,9 @@ pub struct Journal {
     /// Data copy progress.
     #[serde(default)]
     pub copy: CopyState,
+    /// Migration steps (for `migrate` journals).
+    #[serde(default)]
+    pub migrate: Option<crate::migrate::MigrateState>,
 }
 
 /// Progress of a data copy.
@@ -88,6 +91,7 @@ impl Journal {
             created_at: t.clone(),
             updated_at: t,
             copy: CopyState::default(),
+            migrate: None,
         }
     }
 

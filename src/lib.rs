@@ -6,11 +6,14 @@
 pub mod app;
 pub mod aws;
 pub mod cancel;
+pub mod cleanup;
 pub mod cli;
+pub mod deploy;
 pub mod discover;
 pub mod envmap;
 pub mod error;
 pub mod journal;
+pub mod migrate;
 pub mod mongo;
 pub mod plan;
 pub mod secret;

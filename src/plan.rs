@@ -15,7 +15,7 @@ use crate::world::{ContainerInfo, ShownValue, World};
 pub const NFS_PORT: i32 = 2049;
 
 /// How the Atlas credentials reach the app.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum CredentialMode {
     /// One Secrets Manager secret, referenced from the task definition's `secrets`.
@@ -84,6 +84,57 @@ pub struct Plan {
     /// The env assignments with real values (not serialized).
     #[serde(skip)]
     pub env_assignments: Vec<EnvAssignment>,
+    /// `--image` swaps.
+    pub images: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// The next revision; `secret_arn` is the Secrets Manager secret holding the credentials
+    /// (`None` writes them as plain env vars).
+    pub fn new_task_definition(
+        &self,
+        world: &World,
+        secret_arn: Option<&str>,
+    ) -> Result<TaskDefSpec> {
+        let rw = Rewrite {
+            mongo_container: self.mongo_container.name.clone(),
+            env: self.env_assignments.clone(),
+            images: self.images.clone(),
+            credentials: match secret_arn {
+                Some(arn) => CredentialTarget::SecretsManager {
+                    secret_arn: arn.to_string(),
+                },
+                None => CredentialTarget::Env,
+            },
+        };
+        let mut spec = taskdef::rewrite(&world.task_definition_spec, &rw)?;
+        spec.tags
+            .retain(|t| t.key.as_deref() != Some(taskdef::FROM_REVISION_TAG));
+        spec.tags.push(
+            aws_sdk_ecs::types::Tag::builder()
+                .key(taskdef::FROM_REVISION_TAG)
+                .value(&world.task_definition.arn)
+                .build(),
+        );
+        Ok(spec)
+    }
+
+    /// The Secrets Manager secret's value: a JSON object of every credential-bearing env var.
+    pub fn secret_value(&self) -> Option<crate::secret::Secret> {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .env_assignments
+            .iter()
+            .filter(|a| a.sensitive)
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    serde_json::Value::String(a.value.expose().to_string()),
+                )
+            })
+            .collect();
+        (!map.is_empty())
+            .then(|| crate::secret::Secret::new(serde_json::Value::Object(map).to_string()))
+    }
 }
 
 /// The mongo container and its storage.
@@ -542,40 +593,6 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
             world.region, world.account
         )
     });
-    let rw = Rewrite {
-        mongo_container: mongo.name.clone(),
-        env: env_assignments.clone(),
-        images: opts.images.clone(),
-        credentials: match &secret_arn_shown {
-            Some(arn) => CredentialTarget::SecretsManager {
-                secret_arn: arn.clone(),
-            },
-            None => CredentialTarget::Env,
-        },
-    };
-    let (new_td, diff) = match taskdef::rewrite(&world.task_definition_spec, &rw) {
-        Ok(new_td) => {
-            let mut secrets = vec![opts.atlas.secret()];
-            if let Some(p) = &opts.atlas.password {
-                secrets.push(p);
-            }
-            let old_view = taskdef::view(&world.task_definition_spec, &secrets);
-            let new_view = taskdef::view(&new_td, &secrets);
-            let diff = taskdef::diff(
-                &old_view,
-                &new_view,
-                &format!("{}:{} (current)", td.family, td.revision),
-                &format!("{}:{} (new)", td.family, td.revision + 1),
-            );
-            (Some(new_td), diff)
-        }
-        Err(Error::Usage(m)) => return Err(Error::Usage(m)),
-        Err(e) => {
-            blockers.push(finding("rewrite-failed", &td.arn, e.to_string()));
-            (None, String::new())
-        }
-    };
-
     let steps = steps(
         world,
         &file_systems,
@@ -603,8 +620,8 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         file_system_ids: fs_ids,
         access_point_ids: ap_ids,
     };
-    Ok(Plan {
-        ready: blockers.is_empty(),
+    let mut plan = Plan {
+        ready: false,
         account: world.account.clone(),
         region: world.region.clone(),
         cluster: svc.cluster.clone(),
@@ -620,10 +637,34 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         blockers,
         warnings,
         steps,
-        task_definition_diff: diff,
-        new_task_definition: new_td,
+        task_definition_diff: String::new(),
+        new_task_definition: None,
         env_assignments,
-    })
+        images: opts.images.clone(),
+    };
+    match plan.new_task_definition(world, secret_arn_shown.as_deref()) {
+        Ok(new_td) => {
+            let mut secrets = vec![opts.atlas.secret()];
+            if let Some(p) = &opts.atlas.password {
+                secrets.push(p);
+            }
+            let old_view = taskdef::view(&world.task_definition_spec, &secrets);
+            let new_view = taskdef::view(&new_td, &secrets);
+            plan.task_definition_diff = taskdef::diff(
+                &old_view,
+                &new_view,
+                &format!("{}:{} (current)", td.family, td.revision),
+                &format!("{}:{} (new)", td.family, td.revision + 1),
+            );
+            plan.new_task_definition = Some(new_td);
+        }
+        Err(Error::Usage(m)) => return Err(Error::Usage(m)),
+        Err(e) => plan
+            .blockers
+            .push(finding("rewrite-failed", &td.arn, e.to_string())),
+    }
+    plan.ready = plan.blockers.is_empty();
+    Ok(plan)
 }
 
 fn push_unique(v: &mut Vec<Finding>, f: Finding) {

@@ -14,6 +14,9 @@ use crate::envmap::{mask_uri_password, name_looks_secret};
 use crate::error::{Error, Result};
 use crate::secret::{REDACTED, Secret};
 
+/// Tag put on revisions efs2atlas registers, naming the revision they replace.
+pub const FROM_REVISION_TAG: &str = "efs2atlas:replaces";
+
 /// Everything `RegisterTaskDefinition` accepts, taken from a described revision.
 ///
 /// Read-only fields that describe returns (ARN, revision, status, compatibilities,
@@ -107,6 +110,38 @@ impl TaskDefSpec {
             .set_ephemeral_storage(self.ephemeral_storage.clone())
             .set_runtime_platform(self.runtime_platform.clone())
             .set_enable_fault_injection(self.enable_fault_injection)
+    }
+
+    /// The same spec with empty lists and absent lists treated alike (ECS answers `[]` where
+    /// `null` was registered), for comparing a described revision with a registered one.
+    pub fn normalized(&self) -> TaskDefSpec {
+        fn none_if_empty<T>(v: &mut Option<Vec<T>>) {
+            if v.as_ref().is_some_and(|x| x.is_empty()) {
+                *v = None;
+            }
+        }
+        let mut s = self.clone();
+        for c in &mut s.containers {
+            none_if_empty(&mut c.links);
+            none_if_empty(&mut c.port_mappings);
+            none_if_empty(&mut c.entry_point);
+            none_if_empty(&mut c.command);
+            none_if_empty(&mut c.environment);
+            none_if_empty(&mut c.environment_files);
+            none_if_empty(&mut c.mount_points);
+            none_if_empty(&mut c.volumes_from);
+            none_if_empty(&mut c.secrets);
+            none_if_empty(&mut c.depends_on);
+            none_if_empty(&mut c.dns_servers);
+            none_if_empty(&mut c.dns_search_domains);
+            none_if_empty(&mut c.extra_hosts);
+            none_if_empty(&mut c.docker_security_options);
+            none_if_empty(&mut c.ulimits);
+            none_if_empty(&mut c.system_controls);
+            none_if_empty(&mut c.resource_requirements);
+            none_if_empty(&mut c.credential_specs);
+        }
+        s
     }
 
     /// The container with this name.

@@ -476,3 +476,189 @@ pub fn verify_text(r: &crate::mongo::verify::VerifyReport) -> String {
     );
     o
 }
+
+/// A line of information on stderr (never secrets).
+pub fn notice(msg: &str) {
+    eprintln!("{msg}");
+}
+
+/// A spinner for deployment waits.
+pub struct Spinner(indicatif::ProgressBar);
+
+impl Spinner {
+    /// A spinner labelled `label`, drawn only when `enabled`.
+    pub fn new(enabled: bool, label: &str) -> Spinner {
+        let b = if enabled {
+            indicatif::ProgressBar::new_spinner()
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        b.set_prefix(label.to_string());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        Spinner(b)
+    }
+
+    /// Removes it.
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl crate::deploy::DeployObserver for Spinner {
+    fn status(&self, line: &str) {
+        self.0.set_message(line.to_string());
+    }
+}
+
+/// A deployment's outcome as text.
+pub fn deploy_text(r: &crate::deploy::DeployReport) -> String {
+    if r.ok {
+        format!(
+            "service steady on {} after {:.0}s ({}/{} running)",
+            r.task_definition, r.seconds, r.final_state.running, r.final_state.desired
+        )
+    } else {
+        format!(
+            "{} did not become steady ({:?}); rolled back to {} ({:?}) after {:.0}s",
+            r.task_definition,
+            r.wait,
+            r.previous,
+            r.rollback
+                .clone()
+                .unwrap_or(crate::deploy::WaitEnd::Timeout),
+            r.seconds
+        )
+    }
+}
+
+/// Asks for a line of text on the terminal (refuses without one, naming --yes).
+pub fn ask(question: &str) -> crate::error::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::error::Error::Refused(format!(
+            "{question} — this needs an answer, but there is no terminal to ask on; re-run with --yes to accept"
+        )));
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question} ");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| crate::error::Error::io("reading the answer", e))?;
+    Ok(line.trim().to_string())
+}
+
+/// The migration's final report as text.
+pub fn migrate_report_text(r: &serde_json::Value) -> String {
+    let mut o = String::new();
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let _ = writeln!(
+        o,
+        "\nMigration of {} ({}) finished.",
+        s(&r["service"]),
+        s(&r["cluster"])
+    );
+    let _ = writeln!(
+        o,
+        "  old task definition   {}",
+        s(&r["old_task_definition"])
+    );
+    let _ = writeln!(
+        o,
+        "  new task definition   {}",
+        s(&r["new_task_definition"])
+    );
+    if let Some(a) = r["secret_arn"].as_str() {
+        let _ = writeln!(o, "  credentials secret    {a}");
+    }
+    if let Some(c) = r.get("copy").filter(|c| !c.is_null()) {
+        let _ = writeln!(
+            o,
+            "  copied                {} documents, {} in {:.1}s",
+            c["docs"],
+            bytes(c["bytes"].as_i64().unwrap_or(0)),
+            c["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(v) = r.get("verify").filter(|c| !c.is_null()) {
+        let _ = writeln!(
+            o,
+            "  verified              {} documents compared, ok={}",
+            v["documents_compared"], v["ok"]
+        );
+    }
+    if let Some(f) = r.get("freeze").filter(|c| !c.is_null()) {
+        let _ = writeln!(
+            o,
+            "  writes frozen         {:.1}s ({}{})",
+            f["seconds"].as_f64().unwrap_or(0.0),
+            s(&f["mode"]),
+            if f["confirmed"] == true {
+                ", confirmed"
+            } else {
+                ", NOT confirmed by the server"
+            }
+        );
+    }
+    if let Some(d) = r["deleted"].as_array() {
+        for x in d {
+            let _ = writeln!(o, "  deleted               {}", s(x));
+        }
+    }
+    if let Some(steps) = r["steps"].as_object() {
+        let parts: Vec<String> = steps
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1}s", v["seconds"].as_f64().unwrap_or(0.0)))
+            .collect();
+        let _ = writeln!(o, "  step times            {}", parts.join(", "));
+    }
+    let _ = writeln!(o, "  journal               {}", s(&r["journal"]));
+    o
+}
+
+/// A journal's state as text.
+pub fn status_text(j: &crate::journal::Journal) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} journal, started {}, last written {}",
+        j.kind, j.created_at, j.updated_at
+    );
+    if let Some(m) = &j.migrate {
+        let _ = writeln!(
+            o,
+            "service {} in cluster {} ({} {})",
+            m.service, m.cluster, m.account, m.region
+        );
+        for step in crate::migrate::STEPS {
+            let (st, note) = m
+                .steps
+                .get(*step)
+                .map(|r| (r.status.as_str(), r.note.as_str()))
+                .unwrap_or(("pending", ""));
+            let _ = writeln!(o, "  {step:<10} {st:<8} {note}");
+        }
+        if m.finished {
+            let _ = writeln!(o, "finished");
+        } else {
+            let _ = writeln!(o, "not finished: `efs2atlas resume` continues");
+        }
+    }
+    for (ns, c) in &j.copy.collections {
+        let state = if c.data_done && c.indexes_done {
+            "done"
+        } else if c.created {
+            "copying"
+        } else {
+            "pending"
+        };
+        let _ = writeln!(o, "  {ns:<40} {state:<8} {} docs", c.docs);
+    }
+    o
+}

@@ -20,6 +20,8 @@ pub struct Target<'a> {
     pub cluster: &'a str,
     /// Service name or ARN.
     pub service: &'a str,
+    /// Plan from this revision instead of the service's current one (resume after cutover).
+    pub task_definition: Option<&'a str>,
 }
 
 /// Reads the AWS side of the world. The source Mongo is added by the caller when a
@@ -32,7 +34,11 @@ pub async fn world(aws: &Aws, target: &Target<'_>) -> Result<World> {
         .await
         .map_err(|e| aws_error("sts:GetCallerIdentity", None, e))?;
     let service = ecs::service(aws, target.cluster, target.service).await?;
-    let (td, tags) = ecs::task_definition(aws, &service.task_definition_arn).await?;
+    let td_arn = target
+        .task_definition
+        .unwrap_or(&service.task_definition_arn)
+        .to_string();
+    let (td, tags) = ecs::task_definition(aws, &td_arn).await?;
     let fs_ids = ecs::efs_ids(&td);
     let mut file_systems = Vec::new();
     for id in &fs_ids {

@@ -2,6 +2,7 @@
 //! verify and discovery share.
 
 pub mod copy;
+pub mod freeze;
 pub mod meta;
 pub mod ns;
 pub mod order;

@@ -4,5 +4,9 @@ mod common;
 #[path = "../support/world.rs"]
 mod world;
 
+mod cleanup;
 mod data;
+mod ecs;
 mod plan;
+#[path = "../support/proxy.rs"]
+mod proxy;
