@@ -292,6 +292,25 @@ impl Ctx {
 pub async fn migrate(global: &GlobalArgs, t: &TargetArgs, flags: &RunFlags) -> Result<i32> {
     let opts = crate::app::plan_options(t)?;
     check_env_templates(&t.env, &opts.atlas)?;
+    if !flags.dry_run {
+        match Journal::load(&flags.journal)? {
+            Some(j) if j.migrate.as_ref().is_some_and(|m| m.finished) => {
+                return Err(Error::Refused(format!(
+                    "journal {} records a finished migration; move it aside (or pass --journal) to start another",
+                    flags.journal.display()
+                )));
+            }
+            Some(_) => {
+                return Err(Error::Refused(format!(
+                    "journal {} records an unfinished migration; continue it with `efs2atlas resume --journal {}`",
+                    flags.journal.display(),
+                    flags.journal.display()
+                )));
+            }
+            None => {}
+        }
+    }
+
     let aws = crate::app::aws(global).await?;
     let (world, plan) = discover_and_plan(&aws, t, None).await?;
     if !flags.json {
@@ -322,22 +341,6 @@ pub async fn migrate(global: &GlobalArgs, t: &TargetArgs, flags: &RunFlags) -> R
         Some(u) => MongoUri::parse("--target-uri", u)?,
         None => opts.atlas.clone(),
     };
-    match Journal::load(&flags.journal)? {
-        Some(j) if j.migrate.as_ref().is_some_and(|m| m.finished) => {
-            return Err(Error::Refused(format!(
-                "journal {} records a finished migration; move it aside (or pass --journal) to start another",
-                flags.journal.display()
-            )));
-        }
-        Some(_) => {
-            return Err(Error::Refused(format!(
-                "journal {} records an unfinished migration; continue it with `efs2atlas resume --journal {}`",
-                flags.journal.display(),
-                flags.journal.display()
-            )));
-        }
-        None => {}
-    }
     if !ui::confirm(
         &format!(
             "Migrate service {} to {} with the plan above?",

@@ -7,6 +7,7 @@ mod world;
 mod cleanup;
 mod data;
 mod ecs;
+mod migrate;
 mod plan;
 #[path = "../support/proxy.rs"]
 mod proxy;

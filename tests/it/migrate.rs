@@ -1,0 +1,387 @@
+//! `efs2atlas migrate`, `resume` and `status` end to end on the fixture world: moto for AWS,
+//! nx-27017 for the source Mongo and for "Atlas" (reached through --target-uri).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{ATLAS_PASSWORD, Account, Nx, Run, account, atlas_uri, snapshot};
+use crate::proxy::FaultProxy;
+use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
+
+struct Setup {
+    acct: Account,
+    fx: Fixture,
+    src: Nx,
+    dst: Nx,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn journal(&self) -> String {
+        self.dir
+            .path()
+            .join("efs2atlas.journal.json")
+            .display()
+            .to_string()
+    }
+
+    fn args(&self) -> Vec<String> {
+        [
+            "migrate",
+            "--cluster",
+            &self.fx.cluster,
+            "--service",
+            &self.fx.service,
+            "--source-uri",
+            &self.src.uri(),
+            "--target-uri",
+            &self.dst.uri(),
+            "--journal",
+            &self.journal(),
+            "--deploy-timeout",
+            "20s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn migrate(&self, extra: &[&str]) -> Run {
+        let mut a = self.args();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let uri = atlas_uri();
+        self.acct.run_env(&a, &[("EFS2ATLAS_ATLAS_URI", &uri)])
+    }
+
+    fn resume(&self) -> Run {
+        let uri = atlas_uri();
+        self.acct.run_env(
+            &["resume", "--journal", &self.journal(), "--yes", "--json"],
+            &[("EFS2ATLAS_ATLAS_URI", &uri)],
+        )
+    }
+
+    fn journal_text(&self) -> String {
+        std::fs::read_to_string(self.journal()).unwrap_or_default()
+    }
+
+    fn journal_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.journal_text()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+async fn setup(steady: bool, docs: usize) -> Setup {
+    let acct = account().await;
+    let fx = world::build(&acct.conf, "goals").await;
+    if steady {
+        aws_sdk_ecs::Client::new(&acct.conf)
+            .update_service()
+            .cluster(&fx.cluster)
+            .service(&fx.service)
+            .desired_count(1)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (src, dst) = (Nx::start(), Nx::start());
+    world::seed_mongo(&src.uri()).await;
+    if docs > 0 {
+        let c = mongodb::Client::with_uri_str(src.uri()).await.unwrap();
+        let coll = c
+            .database("goals")
+            .collection::<mongodb::bson::Document>("history");
+        let batch: Vec<_> = (0..docs).map(|i| mongodb::bson::doc! {"_id": mongodb::bson::oid::ObjectId::new(), "i": i as i32, "pad": "h".repeat(80)}).collect();
+        coll.insert_many(batch).await.unwrap();
+    }
+    Setup {
+        acct,
+        fx,
+        src,
+        dst,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn secrets() -> [&'static str; 2] {
+    [ATLAS_PASSWORD, OLD_MONGO_PASSWORD]
+}
+
+/// Asserts the "after" world: service on a revision without mongo, storage gone, data equal.
+async fn assert_migrated(s: &Setup) {
+    let ecs = aws_sdk_ecs::Client::new(&s.acct.conf);
+    let svc = ecs
+        .describe_services()
+        .cluster(&s.fx.cluster)
+        .services(&s.fx.service)
+        .send()
+        .await
+        .unwrap();
+    let td_arn = svc.services()[0].task_definition.clone().unwrap();
+    assert_ne!(td_arn, s.fx.task_definition_arn);
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(&td_arn)
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap();
+    let names: Vec<_> = td
+        .container_definitions()
+        .iter()
+        .map(|c| c.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["backend"]);
+    assert!(td.volumes().is_empty());
+    let b = &td.container_definitions()[0];
+    assert!(b.depends_on().is_empty());
+    assert_eq!(
+        b.secrets().len(),
+        1,
+        "the password comes from Secrets Manager"
+    );
+    let snap = snapshot(&s.acct.conf).await;
+    assert_eq!(snap["file_systems"], serde_json::json!([]));
+    let sgs = snap["security_groups"].to_string();
+    assert!(!sgs.contains(&s.fx.nfs_sg) && sgs.contains(&s.fx.task_sg));
+    assert_eq!(
+        snap["secrets"],
+        serde_json::json!(["efs2atlas/goals-cluster/goals-service"])
+    );
+    let v = crate::common::bin()
+        .args([
+            "verify",
+            "--source-uri",
+            &s.src.uri(),
+            "--target-uri",
+            &s.dst.uri(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "target verifies: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    let j = s.journal_text();
+    for secret in secrets() {
+        assert!(!j.contains(secret), "journal leaks {secret}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_yes_runs_the_whole_migration() {
+    let s = setup(true, 0).await;
+    let r = s.migrate(&["--yes", "--json"]);
+    r.assert_no_secret(&secrets());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = r.json();
+    let m = &v["migration"];
+    assert_eq!(m["ok"], true);
+    assert!(
+        m["secret_arn"]
+            .as_str()
+            .unwrap()
+            .contains("efs2atlas/goals-cluster/goals-service")
+    );
+    assert!(
+        m["deleted"].to_string().contains(&s.fx.file_system_id),
+        "{m:#}"
+    );
+    assert_eq!(m["freeze"]["confirmed"], false, "nx only pretends to lock");
+    assert!(
+        r.stderr.contains("NOT confirmed"),
+        "a loud warning: {}",
+        r.stderr
+    );
+    assert!(m["copy"]["docs"].as_u64().unwrap() >= 570);
+    assert_migrated(&s).await;
+
+    let st = s.acct.run(&["status", "--journal", &s.journal(), "--json"]);
+    assert_eq!(st.code, 0);
+    assert_eq!(st.json()["status"]["migration"]["ok"], true);
+    let again = s.migrate(&["--yes"]);
+    assert_eq!(again.code, 3, "a finished journal is not reused");
+    assert!(
+        again.stderr.contains("finished migration"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[tokio::test]
+async fn dry_run_and_missing_yes_change_nothing() {
+    let s = setup(true, 0).await;
+    let before = snapshot(&s.acct.conf).await;
+    let r = s.migrate(&["--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Steps `efs2atlas migrate` would run"));
+    r.assert_no_secret(&secrets());
+    let r = s.migrate(&[]);
+    assert_eq!(r.code, 3, "no terminal and no --yes: {}", r.stderr);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    r.assert_no_secret(&secrets());
+    assert_eq!(before, snapshot(&s.acct.conf).await);
+    assert!(
+        !std::path::Path::new(&s.journal()).exists(),
+        "no journal either"
+    );
+    let c = mongodb::Client::with_uri_str(s.dst.uri()).await.unwrap();
+    assert!(
+        c.list_database_names()
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| ["admin", "local", "config"].contains(&d.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_deploy_rolls_back_and_unlocks_the_source() {
+    // Not steady: moto keeps running < desired, so the new revision never settles.
+    let s = setup(false, 0).await;
+    let mut a = s.args();
+    let i = a.iter().position(|x| x == "20s").unwrap();
+    a[i] = "2s".into();
+    a.extend(["--yes".to_string()]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let uri = atlas_uri();
+    let r = s.acct.run_env(&a, &[("EFS2ATLAS_ATLAS_URI", &uri)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("rolled back") && r.stderr.contains("source unlocked"),
+        "{}",
+        r.stderr
+    );
+    r.assert_no_secret(&secrets());
+    let ecs = aws_sdk_ecs::Client::new(&s.acct.conf);
+    let svc = ecs
+        .describe_services()
+        .cluster(&s.fx.cluster)
+        .services(&s.fx.service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.services()[0].task_definition.as_deref(),
+        Some(s.fx.task_definition_arn.as_str())
+    );
+    let j = s.journal_json();
+    assert_eq!(j["migrate"]["freeze"]["released"], true);
+    assert_eq!(j["migrate"]["steps"]["deploy"]["status"], "failed");
+    let snap = snapshot(&s.acct.conf).await;
+    assert_eq!(
+        snap["file_systems"].as_array().unwrap().len(),
+        1,
+        "nothing deleted after a failed cutover"
+    );
+}
+
+async fn wait_for(
+    s: &Setup,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+    child: &mut std::process::Child,
+) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; journal: {}\nchild stderr: {}",
+            s.journal_text(),
+            std::fs::read_to_string(s.dir.path().join("child.log")).unwrap_or_default()
+        );
+        if cond(&s.journal_json()) {
+            return;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("migrate exited ({st}) before {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spawn(s: &Setup, endpoint: Option<&str>) -> std::process::Child {
+    let mut a = s.args();
+    a.push("--yes".into());
+    let mut c = crate::common::bin();
+    c.envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(e) = endpoint {
+        c.env("AWS_ENDPOINT_URL", e);
+    }
+    let log = std::fs::File::create(s.dir.path().join("child.log")).unwrap();
+    c.env("EFS2ATLAS_ATLAS_URI", atlas_uri())
+        .args(&a)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn killed_during_copy_then_resume_converges() {
+    let s = setup(true, 40_000).await;
+    let mut child = spawn(&s, None);
+    wait_for(
+        &s,
+        "the copy to be part-way",
+        |j| {
+            j["copy"]["collections"]["goals.history"]["docs"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        },
+        &mut child,
+    )
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let st = s.acct.run(&["status", "--journal", &s.journal()]);
+    assert!(
+        st.stdout.contains("copy") && st.stdout.contains("running"),
+        "{}",
+        st.stdout
+    );
+    let r = s.resume();
+    r.assert_no_secret(&secrets());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["migration"]["ok"], true);
+    assert_migrated(&s).await;
+}
+
+#[tokio::test]
+async fn killed_during_cleanup_then_resume_converges() {
+    let s = setup(true, 0).await;
+    // AWS holds on to the security group for a while: the run is still retrying when killed.
+    let proxy = FaultProxy::start(&crate::common::moto()).await;
+    proxy.inject_ec2_error("Action=DeleteSecurityGroup", 1000, "DependencyViolation");
+    let mut child = spawn(&s, Some(&proxy.url));
+    wait_for(
+        &s,
+        "cleanup to start",
+        |j| j["migrate"]["steps"]["cleanup"]["status"] == "running",
+        &mut child,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.count("Action=DeleteSecurityGroup") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never reached the security group; journal: {}\nchild stderr: {}",
+            s.journal_text(),
+            std::fs::read_to_string(s.dir.path().join("child.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        snapshot(&s.acct.conf).await["file_systems"],
+        serde_json::json!([]),
+        "the EFS went first"
+    );
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_migrated(&s).await;
+}
