@@ -735,7 +735,10 @@ async fn freeze_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
                 "stopped: the write freeze could not be confirmed".into(),
             ));
         }
-        return Ok(("done", format!("freeze NOT confirmed: {}", out.detail)));
+        return Ok((
+            "done",
+            "lock requested, but NOT confirmed by the server (see the warning)".into(),
+        ));
     }
     Ok(("done", out.detail))
 }

@@ -892,10 +892,9 @@ fn steps(
     let svc = &world.service;
     let mut out = vec![
         s("preflight", "check AWS identity, reach source and Atlas, require empty target databases".into(), false),
-        s("copy", "bulk copy every source database to Atlas while the app keeps running (streamed, resumable)".into(), false),
-        s("freeze", "freeze writes on the source (fsync lock) so nothing lands in the old database".into(), false),
-        s("sync", "patch only what changed during the bulk copy (insert/replace/delete by _id)".into(), false),
-        s("verify", "compare counts, document hashes and indexes of every collection".into(), false),
+        s("freeze", "freeze writes on the source (fsync lock) so nothing lands in the old database during the copy".into(), false),
+        s("copy", "copy every source database to Atlas (raw BSON, streamed, resumable), indexes after the data".into(), false),
+        s("verify", "compare counts, document hashes and indexes of every collection; stop and unfreeze on any difference".into(), false),
     ];
     if let Some(name) = secret {
         out.push(s(
@@ -914,6 +913,16 @@ fn steps(
         format!("update service {} to the new revision, wait for steady state, roll back to {}:{} on failure", svc.name, td.family, td.revision),
         false,
     ));
+    if file_systems.iter().any(|f| f.delete) {
+        out.push(s(
+            "deregister-old-revisions",
+            format!(
+                "deregister {}:{} and any other ACTIVE revision of family {} that mounts the deleted EFS, so nothing can start a task without its storage",
+                td.family, td.revision, td.family
+            ),
+            true,
+        ));
+    }
     for f in file_systems {
         if !f.delete {
             out.push(s(
