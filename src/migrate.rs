@@ -31,6 +31,10 @@ use crate::world::World;
 /// Where `migrate`, `resume` and `status` keep their journal unless told otherwise.
 pub const DEFAULT_JOURNAL: &str = "efs2atlas.journal.json";
 
+/// Copy speed assumed for the preflight estimate (documents and bytes per second).
+const ASSUMED_DOCS_PER_SEC: f64 = 3000.0;
+const ASSUMED_BYTES_PER_SEC: f64 = 5.0 * 1024.0 * 1024.0;
+
 /// The steps, in the order they run.
 pub const STEPS: &[&str] = &[
     "preflight",
@@ -680,17 +684,22 @@ async fn preflight(ctx: &mut Ctx) -> Result<(&'static str, String)> {
     copy::check_targets(&dst, &items, &ctx.journal, ctx.drop).await?;
     let docs: u64 = items.iter().map(|i| i.estimated_docs).sum();
     let size: i64 = src.list_databases().await?.iter().filter_map(|d| d.1).sum();
+    // A rough guide only: the real rate depends on the link to Atlas (scripts/bench measures it).
+    let eta_secs = (docs as f64 / ASSUMED_DOCS_PER_SEC).max(size as f64 / ASSUMED_BYTES_PER_SEC);
     Ok((
         "done",
         format!(
-            "source {} (MongoDB {}) reachable, {} collections, ~{} documents, {} on disk; target {} (MongoDB {}) ready",
+            "source {} (MongoDB {}) reachable, {} collections, ~{} documents, {} on disk; target {} (MongoDB {}) ready; copy estimated at ~{} (assuming {:.0} docs/s or {} /s)",
             src.uri.redacted(),
             sv.as_deref().unwrap_or("?"),
             items.len(),
             docs,
             ui::bytes(size),
             dst.uri.redacted(),
-            tv.as_deref().unwrap_or("?")
+            tv.as_deref().unwrap_or("?"),
+            humantime::format_duration(Duration::from_secs(eta_secs.ceil() as u64)),
+            ASSUMED_DOCS_PER_SEC,
+            ui::bytes(ASSUMED_BYTES_PER_SEC as i64)
         ),
     ))
 }

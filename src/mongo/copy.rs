@@ -45,7 +45,7 @@ impl Default for CopyOptions {
             selection: Selection::default(),
             parallel: 4,
             drop: false,
-            batch_bytes: 4 * 1024 * 1024,
+            batch_bytes: 2 * 1024 * 1024,
             batch_docs: 10_000,
             writers: 2,
         }

@@ -385,3 +385,52 @@ async fn killed_during_cleanup_then_resume_converges() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_migrated(&s).await;
 }
+
+#[tokio::test]
+async fn sigint_during_copy_saves_and_says_how_to_resume() {
+    let s = setup(true, 40_000).await;
+    let mut a = s.args();
+    a.push("--yes".into());
+    let mut c = crate::common::bin();
+    c.envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut child = c
+        .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
+        .args(&a)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &s,
+        "the copy to be part-way",
+        |j| {
+            j["copy"]["collections"]["goals.history"]["docs"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        },
+        &mut child,
+    )
+    .await;
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Run = out.into();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("efs2atlas resume --journal") && r.stderr.contains("write-locked"),
+        "{}",
+        r.stderr
+    );
+    r.assert_no_secret(&secrets());
+    let j = s.journal_json();
+    assert_eq!(
+        j["copy"]["collections"]["goals.history"]["data_done"],
+        false
+    );
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_migrated(&s).await;
+}
