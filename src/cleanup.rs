@@ -391,7 +391,7 @@ pub async fn delete_security_group(
             .to_port(NFS_PORT)
             .user_id_group_pairs(UserIdGroupPair::builder().group_id(sg).build())
             .build();
-        let (res, _op) = if r.direction == "ingress" {
+        let res = if r.direction == "ingress" {
             let res = aws
                 .ec2
                 .revoke_security_group_ingress()
@@ -399,15 +399,12 @@ pub async fn delete_security_group(
                 .ip_permissions(perm)
                 .send()
                 .await;
-            (
-                res.map(|_| ()).map_err(|e| {
-                    (
-                        error_code(&e).map(str::to_string),
-                        aws_error("ec2:RevokeSecurityGroupIngress", Some(&r.group_id), e),
-                    )
-                }),
-                "ingress",
-            )
+            res.map(|_| ()).map_err(|e| {
+                (
+                    error_code(&e).map(str::to_string),
+                    aws_error("ec2:RevokeSecurityGroupIngress", Some(&r.group_id), e),
+                )
+            })
         } else {
             let res = aws
                 .ec2
@@ -416,15 +413,12 @@ pub async fn delete_security_group(
                 .ip_permissions(perm)
                 .send()
                 .await;
-            (
-                res.map(|_| ()).map_err(|e| {
-                    (
-                        error_code(&e).map(str::to_string),
-                        aws_error("ec2:RevokeSecurityGroupEgress", Some(&r.group_id), e),
-                    )
-                }),
-                "egress",
-            )
+            res.map(|_| ()).map_err(|e| {
+                (
+                    error_code(&e).map(str::to_string),
+                    aws_error("ec2:RevokeSecurityGroupEgress", Some(&r.group_id), e),
+                )
+            })
         };
         match res {
             Ok(()) => {}

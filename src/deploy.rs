@@ -13,7 +13,7 @@ use crate::discover::ecs::{efs_ids, summarize, task_definition};
 use crate::error::{Error, Result};
 use crate::plan::is_mongo_image;
 use crate::secret::Secret;
-use crate::taskdef::{FROM_REVISION_TAG, TaskDefSpec, dangling_references};
+use crate::taskdef::{FROM_REVISION_TAG, TaskDefSpec, dangling_references, family_of, revision_of};
 
 /// Creates the secret, or updates its value when it already exists; returns its ARN.
 pub async fn ensure_secret(
@@ -151,17 +151,6 @@ pub async fn register(aws: &Aws, spec: &TaskDefSpec) -> Result<String> {
                 spec.family
             ))
         })
-}
-
-/// The revision number at the end of a task-definition ARN.
-pub fn revision_of(arn: &str) -> Option<i32> {
-    arn.rsplit(':').next()?.parse().ok()
-}
-
-/// The family part of a task-definition ARN.
-pub fn family_of(arn: &str) -> &str {
-    let tail = arn.rsplit('/').next().unwrap_or(arn);
-    tail.rsplit_once(':').map(|(f, _)| f).unwrap_or(tail)
 }
 
 /// ACTIVE revisions of exactly `family`, newest first (ordering done here, not trusted to the API).
@@ -498,13 +487,6 @@ mod tests {
             "secretsmanager:GetSecretValue"
         );
         assert_eq!(policy_name("efs2atlas/c/s"), "efs2atlas-read-efs2atlas-c-s");
-    }
-
-    #[test]
-    fn arn_parts() {
-        let a = "arn:aws:ecs:us-east-1:1:task-definition/goals-app:12";
-        assert_eq!(revision_of(a), Some(12));
-        assert_eq!(family_of(a), "goals-app");
     }
 
     #[test]

@@ -17,6 +17,17 @@ use crate::secret::{REDACTED, Secret};
 /// Tag put on revisions efs2atlas registers, naming the revision they replace.
 pub const FROM_REVISION_TAG: &str = "efs2atlas:replaces";
 
+/// The revision number at the end of a task-definition ARN.
+pub fn revision_of(arn: &str) -> Option<i32> {
+    arn.rsplit(':').next()?.parse().ok()
+}
+
+/// The family part of a task-definition ARN.
+pub fn family_of(arn: &str) -> &str {
+    let tail = arn.rsplit('/').next().unwrap_or(arn);
+    tail.rsplit_once(':').map(|(f, _)| f).unwrap_or(tail)
+}
+
 /// Everything `RegisterTaskDefinition` accepts, taken from a described revision.
 ///
 /// Read-only fields that describe returns (ARN, revision, status, compatibilities,
@@ -799,6 +810,13 @@ mod tests {
             shown_env_value("CONN", "host=h password=newpw", &[&pw]),
             "****"
         );
+    }
+
+    #[test]
+    fn arn_parts() {
+        let a = "arn:aws:ecs:us-east-1:1:task-definition/goals-app:12";
+        assert_eq!(revision_of(a), Some(12));
+        assert_eq!(family_of(a), "goals-app");
     }
 
     #[test]

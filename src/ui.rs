@@ -278,27 +278,35 @@ pub fn progress_enabled(no_progress: bool, quiet: bool) -> bool {
 /// Asks a yes/no question on the terminal. `--yes` answers yes; without a terminal the
 /// question cannot be asked, so the command refuses and names `--yes`.
 pub fn confirm(question: &str, yes: bool) -> crate::error::Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
     if yes {
         return Ok(true);
     }
+    let answer = read_answer(question, "[y/N]", "a confirmation")?;
+    Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Asks for a line of text on the terminal (refuses without one, naming --yes).
+pub fn ask(question: &str) -> crate::error::Result<String> {
+    read_answer(question, "", "an answer")
+}
+
+/// Prompts on stderr and reads one line from a terminal; without a terminal, refuses.
+fn read_answer(question: &str, hint: &str, what: &str) -> crate::error::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {
         return Err(crate::error::Error::Refused(format!(
-            "{question} — this needs a confirmation, but there is no terminal to ask on; re-run with --yes to accept"
+            "{question} — this needs {what}, but there is no terminal to ask on; re-run with --yes to accept"
         )));
     }
     let mut err = std::io::stderr();
-    let _ = write!(err, "{question} [y/N] ");
+    let _ = write!(err, "{question} {hint} ");
     let _ = err.flush();
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| crate::error::Error::io("reading the answer", e))?;
-    Ok(matches!(
-        line.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    Ok(line.trim().to_string())
 }
 
 /// Progress bars for copy and verify: one per collection in flight plus an overall bar.
@@ -533,25 +541,6 @@ pub fn deploy_text(r: &crate::deploy::DeployReport) -> String {
             r.seconds
         )
     }
-}
-
-/// Asks for a line of text on the terminal (refuses without one, naming --yes).
-pub fn ask(question: &str) -> crate::error::Result<String> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return Err(crate::error::Error::Refused(format!(
-            "{question} — this needs an answer, but there is no terminal to ask on; re-run with --yes to accept"
-        )));
-    }
-    let mut err = std::io::stderr();
-    let _ = write!(err, "{question} ");
-    let _ = err.flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| crate::error::Error::io("reading the answer", e))?;
-    Ok(line.trim().to_string())
 }
 
 /// The migration's final report as text.

@@ -271,21 +271,13 @@ pub async fn efs_users(
     describe_into(aws, &mut cache, arns.clone()).await?;
 
     let mut users = Vec::new();
-    let family_of = |arn: &str| -> String {
-        arn.rsplit('/')
-            .next()
-            .unwrap_or(arn)
-            .rsplit_once(':')
-            .map(|(f, _)| f.to_string())
-            .unwrap_or_default()
-    };
     let push = |users: &mut Vec<EfsUser>,
                 kind: &str,
                 arn: &str,
                 td_arn: &str,
                 mounts: &BTreeSet<String>| {
         for fs in mounts.intersection(fs_ids) {
-            let family = family_of(td_arn);
+            let family = crate::taskdef::family_of(td_arn).to_string();
             users.push(EfsUser {
                 file_system_id: fs.clone(),
                 kind: kind.into(),

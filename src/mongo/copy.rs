@@ -337,19 +337,15 @@ async fn create_view(dst: &Mongo, it: &Item, journal: &SharedJournal) -> Result<
                 .await
                 .map_err(|e| dst.err(format!("creating view {}", it.target), e))?;
         }
-        journal.update(true, |j| {
-            j.copy.collections.insert(
-                k.clone(),
-                CollectionProgress {
-                    target: it.target.to_string(),
-                    created: true,
-                    data_done: true,
-                    indexes_done: true,
-                    order_trusted: true,
-                    ..Default::default()
-                },
-            );
-        })?;
+        let done = CollectionProgress {
+            target: it.target.to_string(),
+            created: true,
+            data_done: true,
+            indexes_done: true,
+            order_trusted: true,
+            ..Default::default()
+        };
+        record(journal, &k, done, true)?;
     }
     Ok(CollectionReport {
         source: k,
@@ -424,10 +420,7 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
                 })?;
         }
         progress.created = true;
-        let p = progress.clone();
-        journal.update(true, |j| {
-            j.copy.collections.insert(k.clone(), p);
-        })?;
+        record(journal, &k, progress.clone(), true)?;
     }
     observer.start(&k, it.estimated_docs, progress.docs, progress.bytes);
     let mut copied_now = (0, 0);
@@ -440,10 +433,7 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
         }
         progress.index_errors = build_indexes(src, dst, it).await?;
         progress.indexes_done = true;
-        let p = progress.clone();
-        journal.update(true, |j| {
-            j.copy.collections.insert(k.clone(), p);
-        })?;
+        record(journal, &k, progress.clone(), true)?;
     }
     observer.finish(&k);
     Ok(report(it, &progress, copied_now, started, resumed))
@@ -469,6 +459,18 @@ fn report(
         index_errors: p.index_errors.clone(),
         resumed,
     }
+}
+
+/// Writes one collection's progress into the journal (saved now when `force`).
+fn record(
+    journal: &SharedJournal,
+    key: &str,
+    progress: CollectionProgress,
+    force: bool,
+) -> Result<()> {
+    journal.update(force, |j| {
+        j.copy.collections.insert(key.to_string(), progress);
+    })
 }
 
 fn interrupted() -> Error {
@@ -562,8 +564,7 @@ async fn copy_data(
                         progress.bytes += bytes;
                         progress.last_id = Some(Bson::try_from(last_id).map(|b| b.into_canonical_extjson()).unwrap_or(serde_json::Value::Null));
                         progress.order_trusted = progress.order_trusted && order_ok;
-                        let p = progress.clone();
-                        journal.update(false, |j| { j.copy.collections.insert(k.clone(), p); })?;
+                        record(journal, &k, progress.clone(), false)?;
                         observer.progress(&k, docs, bytes);
                     }
                     Err(e) => { result = Err(e); break; }
@@ -594,19 +595,13 @@ async fn copy_data(
     drop(rx);
     reader.abort();
     // Whatever was acknowledged is in `progress`; make it durable before reporting anything.
-    let p = progress.clone();
-    journal.update(true, |j| {
-        j.copy.collections.insert(k.clone(), p);
-    })?;
+    record(journal, &k, progress.clone(), true)?;
     result?;
     if reading {
         return Err(interrupted());
     }
     progress.data_done = true;
-    let p = progress.clone();
-    journal.update(true, |j| {
-        j.copy.collections.insert(k.clone(), p);
-    })?;
+    record(journal, &k, progress.clone(), true)?;
     Ok(copied)
 }
 
