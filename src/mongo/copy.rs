@@ -203,13 +203,7 @@ pub async fn check_targets(
         if started || drop {
             continue;
         }
-        let names = dst
-            .client
-            .database(&it.target.db)
-            .list_collection_names()
-            .await
-            .map_err(|e| dst.err(format!("listing collections of {}", it.target.db), e))?;
-        if !names.contains(&it.target.coll) {
+        if !exists(dst, &it.target).await? {
             continue;
         }
         if it.meta.is_view() {
@@ -327,12 +321,7 @@ async fn create_view(dst: &Mongo, it: &Item, journal: &SharedJournal) -> Result<
         .is_some_and(|p| p.created);
     if !done {
         let db = dst.client.database(&it.target.db);
-        let exists = db
-            .list_collection_names()
-            .await
-            .map_err(|e| dst.err(format!("listing collections of {}", it.target.db), e))?
-            .contains(&it.target.coll);
-        if !exists {
+        if !exists(dst, &it.target).await? {
             db.run_command(it.meta.create_command(&it.target.coll))
                 .await
                 .map_err(|e| dst.err(format!("creating view {}", it.target), e))?;
@@ -404,12 +393,7 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
                 .await
                 .map_err(|e| dst.err(format!("dropping {}", it.target), e))?;
         }
-        let exists = tdb
-            .list_collection_names()
-            .await
-            .map_err(|e| dst.err(format!("listing collections of {}", it.target.db), e))?
-            .contains(&it.target.coll);
-        if !exists {
+        if !exists(dst, &it.target).await? {
             tdb.run_command(it.meta.create_command(&it.target.coll))
                 .await
                 .map_err(|e| {
@@ -459,6 +443,17 @@ fn report(
         index_errors: p.index_errors.clone(),
         resumed,
     }
+}
+
+/// True when the namespace exists (as a collection or view) on that server.
+async fn exists(m: &Mongo, ns: &Namespace) -> Result<bool> {
+    let names = m
+        .client
+        .database(&ns.db)
+        .list_collection_names()
+        .await
+        .map_err(|e| m.err(format!("listing collections of {}", ns.db), e))?;
+    Ok(names.contains(&ns.coll))
 }
 
 /// Writes one collection's progress into the journal (saved now when `force`).
