@@ -48,6 +48,15 @@ pub enum Error {
         /// The server's or driver's message, secrets scrubbed.
         message: String,
     },
+    /// A MongoDB failure that may pass (dropped connection, failover, server selection);
+    /// copy and verify retry these.
+    #[error("MongoDB {context}: {message}")]
+    MongoTransient {
+        /// What we were doing.
+        context: String,
+        /// The driver's message, secrets scrubbed.
+        message: String,
+    },
     /// Verification found differences.
     #[error("{0}")]
     Mismatch(String),
@@ -90,6 +99,11 @@ impl Error {
             Error::Interrupted(_) => exit::INTERRUPTED,
             _ => exit::FAILED,
         }
+    }
+
+    /// True for failures worth retrying after a pause.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::MongoTransient { .. })
     }
 
     /// Wraps an I/O error with what we were doing.

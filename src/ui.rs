@@ -356,9 +356,11 @@ impl crate::mongo::copy::Observer for Bars {
             ProgressBar::new(estimated_docs.max(done_docs).max(1)),
         );
         b.set_style(
-            ProgressStyle::with_template("{prefix:>24.dim} [{bar:20}] {human_pos}/{human_len} {binary_bytes} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:>24.dim} [{bar:20}] {human_pos}/{human_len} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         b.set_prefix(ns.to_string());
         b.set_position(done_docs);

@@ -409,7 +409,37 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
     observer.start(&k, it.estimated_docs, progress.docs, progress.bytes);
     let mut copied_now = (0, 0);
     if !progress.data_done {
-        copied_now = copy_data(ctx, it, &mut progress).await?;
+        // Each retry continues after the last acknowledged batch; progress resets the budget.
+        let progress_cell = std::sync::Mutex::new(progress);
+        let docs_so_far = || progress_cell.lock().map(|g| g.docs).unwrap_or(0);
+        // (docs when the previous attempt started, halvings): an attempt that got nowhere
+        // makes the next one use half-size batches.
+        let last = std::sync::Mutex::new((None::<u64>, 0usize));
+        let result = crate::mongo::with_retries_progress(
+            &format!("copying {k}"),
+            cancel,
+            docs_so_far,
+            || async {
+                let mut p = progress_cell.lock().map(|g| g.clone()).unwrap_or_default();
+                let halvings = match last.lock() {
+                    Ok(mut l) => {
+                        l.1 = if l.0 == Some(p.docs) { l.1 + 1 } else { 0 };
+                        l.0 = Some(p.docs);
+                        l.1
+                    }
+                    Err(_) => 0,
+                };
+                let r = copy_data(ctx, it, &mut p, halvings).await;
+                if let Ok(mut g) = progress_cell.lock() {
+                    *g = p;
+                }
+                r
+            },
+        )
+        .await;
+        progress = progress_cell.into_inner().unwrap_or_default();
+        let (d, b) = result?;
+        copied_now = (d, b);
     }
     if !progress.indexes_done {
         if cancel.is_cancelled() {
@@ -490,6 +520,7 @@ async fn copy_data(
     ctx: &Ctx<'_>,
     it: &Item,
     progress: &mut CollectionProgress,
+    halvings: usize,
 ) -> Result<(u64, u64)> {
     let Ctx {
         src,
@@ -523,10 +554,12 @@ async fn copy_data(
         }
         None => doc! {},
     };
+    // After failures without progress, smaller batches get through a link that keeps dropping.
+    let shrink = 1usize << halvings.min(5);
     let cursor = scoll
         .find(filter)
         .sort(doc! {"_id": 1})
-        .batch_size(2000)
+        .batch_size((2000 / shrink as u32).max(50))
         .await
         .map_err(|e| src.err(format!("reading {}", it.source), e))?;
 
@@ -534,8 +567,8 @@ async fn copy_data(
     let reader = tokio::spawn(read_batches(
         cursor,
         tx,
-        opts.batch_bytes,
-        opts.batch_docs,
+        (opts.batch_bytes / shrink).max(64 * 1024),
+        (opts.batch_docs / shrink).max(100),
         src.clone(),
         it.source.to_string(),
     ));

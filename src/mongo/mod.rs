@@ -70,14 +70,17 @@ impl Mongo {
 
     /// Wraps a driver error with what we were doing, scrubbing the password.
     pub fn err(&self, context: impl Into<String>, e: mongodb::error::Error) -> Error {
-        Error::Mongo {
-            context: format!(
-                "{} ({}): {}",
-                self.role,
-                self.uri.redacted(),
-                context.into()
-            ),
-            message: scrub_err(&self.uri, &e),
+        let context = format!(
+            "{} ({}): {}",
+            self.role,
+            self.uri.redacted(),
+            context.into()
+        );
+        let message = describe(&self.uri, &e);
+        if is_transient(&e) {
+            Error::MongoTransient { context, message }
+        } else {
+            Error::Mongo { context, message }
         }
     }
 
@@ -166,6 +169,90 @@ fn batch(cursor: &Document, key: &str) -> Vec<Document> {
         .unwrap_or_default()
 }
 
+/// How many times a collection's copy or comparison is retried after transient errors
+/// without progress before the run stops (the journal keeps what was done).
+pub const RETRY_ATTEMPTS: u32 = 5;
+
+/// The first pause between retries; it doubles each time, up to [`RETRY_MAX_PAUSE`].
+pub const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(250);
+
+/// The longest pause between retries.
+pub const RETRY_MAX_PAUSE: Duration = Duration::from_secs(4);
+
+/// Runs `op` again after transient failures, with exponential backoff, up to [`RETRY_ATTEMPTS`]
+/// times in a row; other failures and cancellation return at once.
+pub async fn with_retries<T, F, Fut>(what: &str, cancel: &crate::cancel::Cancel, op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    with_retries_progress(what, cancel, || 0, op).await
+}
+
+/// Like [`with_retries`], but an attempt that moved `progress` forward resets the budget, so
+/// a long copy over a flaky link keeps going as long as each attempt gets somewhere.
+pub async fn with_retries_progress<T, F, Fut>(
+    what: &str,
+    cancel: &crate::cancel::Cancel,
+    progress: impl Fn() -> u64,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut pause = RETRY_FIRST_PAUSE;
+    let mut attempt = 0;
+    let mut seen = progress();
+    loop {
+        let result = op().await;
+        let now = progress();
+        if now != seen {
+            seen = now;
+            attempt = 0;
+            pause = RETRY_FIRST_PAUSE;
+        }
+        match result {
+            Err(e) if e.is_transient() && attempt < RETRY_ATTEMPTS && !cancel.is_cancelled() => {
+                attempt += 1;
+                tracing::warn!("{what}: {e}; retrying in {pause:?} ({attempt}/{RETRY_ATTEMPTS})");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = cancel.cancelled() => return Err(Error::Interrupted(format!("interrupted while waiting to retry {what}"))),
+                }
+                pause = (pause * 2).min(RETRY_MAX_PAUSE);
+            }
+            Err(e) if e.is_transient() => {
+                return Err(Error::Other(format!(
+                    "{what}: gave up after {RETRY_ATTEMPTS} retries: {e}. Progress is in the journal; run the same command (or `efs2atlas resume`) once the server is reachable"
+                )));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Server error codes that mean "try again": interrupted, not primary, shutting down, ...
+const TRANSIENT_CODES: &[i32] = &[
+    6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+];
+
+/// True when a driver error is likely to pass: a dropped or refused connection, a pool reset,
+/// no server selectable yet, or a server saying it is stepping down or shutting down.
+pub fn is_transient(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    if e.contains_label("RetryableWriteError") || e.contains_label("TransientTransactionError") {
+        return true;
+    }
+    match e.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::Command(c) => TRANSIENT_CODES.contains(&c.code),
+        _ => false,
+    }
+}
+
 /// Any BSON number as i64.
 pub fn as_i64(b: &mongodb::bson::Bson) -> Option<i64> {
     match b {
@@ -178,7 +265,27 @@ pub fn as_i64(b: &mongodb::bson::Bson) -> Option<i64> {
 
 /// A driver error's text with the URI's password removed.
 pub fn scrub_err(uri: &MongoUri, e: &impl std::fmt::Display) -> String {
-    let text = e.to_string();
+    scrub_text(uri, &e.to_string())
+}
+
+/// A driver error as one readable sentence (the driver's Display lists internal fields).
+pub fn describe(uri: &MongoUri, e: &mongodb::error::Error) -> String {
+    use mongodb::error::ErrorKind;
+    let text = match e.kind.as_ref() {
+        ErrorKind::Io(io) => format!("connection error: {io}"),
+        ErrorKind::ServerSelection { message, .. } => format!("no server reachable: {message}"),
+        ErrorKind::ConnectionPoolCleared { message, .. } => {
+            format!("connection pool reset: {message}")
+        }
+        ErrorKind::Command(c) => format!("{} (code {}): {}", c.code_name, c.code, c.message),
+        ErrorKind::Authentication { message, .. } => format!("authentication failed: {message}"),
+        _ => e.to_string(),
+    };
+    scrub_text(uri, &text)
+}
+
+fn scrub_text(uri: &MongoUri, text: &str) -> String {
+    let text = text.to_string();
     let mut secrets = vec![uri.secret()];
     if let Some(p) = &uri.password {
         secrets.push(p);

@@ -78,8 +78,19 @@ pub struct SortedScan {
 impl SortedScan {
     /// Opens a scan of the whole collection sorted by `_id`.
     pub async fn open(coll: &Collection<RawDocumentBuf>) -> mongodb::error::Result<SortedScan> {
+        SortedScan::open_after(coll, None).await
+    }
+
+    /// Opens a scan of the documents whose `_id` sorts after `after` (all when `None`).
+    pub async fn open_after(
+        coll: &Collection<RawDocumentBuf>,
+        after: Option<&RawBson>,
+    ) -> mongodb::error::Result<SortedScan> {
+        let filter = after
+            .map(|a| order::after_filter(&a.as_raw_bson_ref()))
+            .unwrap_or_default();
         let cursor = coll
-            .find(doc! {})
+            .find(filter)
             .sort(doc! {"_id": 1})
             .batch_size(SCAN_BATCH)
             .await?;
@@ -169,6 +180,13 @@ pub struct Merge {
     pub source: SortedScan,
     /// Target side.
     pub target: SortedScan,
+    /// Digest of the source documents the merge has consumed.
+    pub source_digest: Digest,
+    /// Digest of the target documents the merge has consumed.
+    pub target_digest: Digest,
+    /// Every `_id` up to this one is fully compared on both sides: a merge restarted with
+    /// [`SortedScan::open_after`] from here, with these digests, continues exactly.
+    pub done_through: Option<RawBson>,
     a: Option<Item>,
     b: Option<Item>,
     advance_a: bool,
@@ -178,9 +196,23 @@ pub struct Merge {
 impl Merge {
     /// Starts a merge.
     pub fn new(source: SortedScan, target: SortedScan) -> Merge {
+        Merge::resume(source, target, Digest::default(), Digest::default())
+    }
+
+    /// Continues a merge whose consumed documents are summed up in the two digests (the scans
+    /// must start after the previous merge's `done_through`).
+    pub fn resume(
+        source: SortedScan,
+        target: SortedScan,
+        source_digest: Digest,
+        target_digest: Digest,
+    ) -> Merge {
         Merge {
             source,
             target,
+            source_digest,
+            target_digest,
+            done_through: None,
             a: None,
             b: None,
             advance_a: true,
@@ -192,6 +224,30 @@ impl Merge {
     /// the merge cannot be trusted (digests still can).
     pub fn unreliable(&self) -> bool {
         self.source.out_of_order.is_some() || self.target.out_of_order.is_some()
+    }
+
+    fn take_a(&mut self, kind: Option<DiffKind>) -> Option<Diff> {
+        let a = self.a.take()?;
+        self.advance_a = true;
+        self.source_digest.add(a.hash, a.len);
+        self.done_through = Some(a.id.clone());
+        kind.map(|kind| Diff {
+            kind,
+            id: a.id,
+            source_doc: Some(self.source.current().to_raw_document_buf()),
+        })
+    }
+
+    fn take_b(&mut self) -> Option<Diff> {
+        let b = self.b.take()?;
+        self.advance_b = true;
+        self.target_digest.add(b.hash, b.len);
+        self.done_through = Some(b.id.clone());
+        Some(Diff {
+            kind: DiffKind::Extra,
+            id: b.id,
+            source_doc: None,
+        })
     }
 
     /// The next difference; `None` when both scans are exhausted (digests are then complete).
@@ -209,53 +265,28 @@ impl Merge {
             }
             self.advance_a = false;
             self.advance_b = false;
-            match (&self.a, &self.b) {
+            let order = match (&self.a, &self.b) {
                 (None, None) => return Ok(None),
-                (Some(a), None) => {
-                    self.advance_a = true;
-                    return Ok(Some(Diff {
-                        kind: DiffKind::Missing,
-                        id: a.id.clone(),
-                        source_doc: Some(self.source.current().to_raw_document_buf()),
-                    }));
-                }
-                (None, Some(b)) => {
-                    self.advance_b = true;
-                    return Ok(Some(Diff {
-                        kind: DiffKind::Extra,
-                        id: b.id.clone(),
-                        source_doc: None,
-                    }));
-                }
-                (Some(a), Some(b)) => {
-                    match order::cmp(&a.id.as_raw_bson_ref(), &b.id.as_raw_bson_ref()) {
-                        Ordering::Less => {
-                            self.advance_a = true;
-                            return Ok(Some(Diff {
-                                kind: DiffKind::Missing,
-                                id: a.id.clone(),
-                                source_doc: Some(self.source.current().to_raw_document_buf()),
-                            }));
-                        }
-                        Ordering::Greater => {
-                            self.advance_b = true;
-                            return Ok(Some(Diff {
-                                kind: DiffKind::Extra,
-                                id: b.id.clone(),
-                                source_doc: None,
-                            }));
-                        }
-                        Ordering::Equal => {
-                            self.advance_a = true;
-                            self.advance_b = true;
-                            if a.hash != b.hash || a.len != b.len {
-                                return Ok(Some(Diff {
-                                    kind: DiffKind::Different,
-                                    id: a.id.clone(),
-                                    source_doc: Some(self.source.current().to_raw_document_buf()),
-                                }));
-                            }
-                        }
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(a), Some(b)) => order::cmp(&a.id.as_raw_bson_ref(), &b.id.as_raw_bson_ref()),
+            };
+            match order {
+                Ordering::Less => return Ok(self.take_a(Some(DiffKind::Missing))),
+                Ordering::Greater => return Ok(self.take_b()),
+                Ordering::Equal => {
+                    let same = matches!((&self.a, &self.b), (Some(a), Some(b)) if a.hash == b.hash && a.len == b.len);
+                    if let Some(b) = self.b.take() {
+                        self.advance_b = true;
+                        self.target_digest.add(b.hash, b.len);
+                    }
+                    let d = self.take_a(if same {
+                        None
+                    } else {
+                        Some(DiffKind::Different)
+                    });
+                    if d.is_some() {
+                        return Ok(d);
                     }
                 }
             }

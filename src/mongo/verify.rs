@@ -142,7 +142,21 @@ pub async fn run(
     let started = Instant::now();
     let max_examples = opts.max_examples;
     let results: Vec<Result<CollectionVerdict>> = stream::iter(items)
-        .map(|it| verify_collection(src, dst, it, max_examples, observer, cancel))
+        .map(|it| async move {
+            let what = format!("comparing {}", it.source);
+            // What earlier attempts compared survives a dropped connection.
+            let partial = std::sync::Mutex::new(Partial::default());
+            let progress = || {
+                partial
+                    .lock()
+                    .map(|p| p.source_digest.count + p.target_digest.count)
+                    .unwrap_or(0)
+            };
+            crate::mongo::with_retries_progress(&what, cancel, progress, || {
+                verify_collection(src, dst, it, max_examples, observer, cancel, &partial)
+            })
+            .await
+        })
         .buffer_unordered(opts.parallel.max(1))
         .collect()
         .await;
@@ -167,6 +181,19 @@ pub async fn run(
     Ok(report)
 }
 
+/// What the attempts so far compared of one collection.
+#[derive(Default)]
+struct Partial {
+    after: Option<mongodb::bson::RawBson>,
+    source_digest: Digest,
+    target_digest: Digest,
+    missing: u64,
+    extra: u64,
+    different: u64,
+    examples: Vec<Example>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn verify_collection(
     src: &Mongo,
     dst: &Mongo,
@@ -174,6 +201,7 @@ async fn verify_collection(
     max_examples: usize,
     observer: &dyn Observer,
     cancel: &Cancel,
+    partial: &std::sync::Mutex<Partial>,
 ) -> Result<CollectionVerdict> {
     let k = it.source.to_string();
     let mut v = CollectionVerdict {
@@ -234,41 +262,71 @@ async fn verify_collection(
         .client
         .database(&it.target.db)
         .collection::<RawDocumentBuf>(&it.target.coll);
-    let (s, t) = tokio::join!(SortedScan::open(&scoll), SortedScan::open(&tcoll));
+    let mut part = partial
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default();
+    let (s, t) = tokio::join!(
+        SortedScan::open_after(&scoll, part.after.as_ref()),
+        SortedScan::open_after(&tcoll, part.after.as_ref())
+    );
     let s = s.map_err(|e| src.err(format!("reading {}", it.source), e))?;
     let t = t.map_err(|e| dst.err(format!("reading {}", it.target), e))?;
-    let mut merge = Merge::new(s, t);
-    let mut last_reported = 0u64;
-    loop {
+    let mut merge = Merge::resume(s, t, part.source_digest, part.target_digest);
+    let mut last_reported = merge.source_digest.count;
+    let outcome: Result<()> = loop {
         if cancel.is_cancelled() {
-            return Err(Error::Interrupted("verification interrupted".into()));
+            break Err(Error::Interrupted("verification interrupted".into()));
         }
-        let d = merge.next_diff().await.map_err(|e| Error::Mongo {
-            context: format!("comparing {k}"),
-            message: crate::mongo::scrub_err(&src.uri, &e),
-        })?;
-        let seen = merge.source.digest.count;
+        let d = match merge.next_diff().await {
+            Ok(d) => d,
+            Err(e) => {
+                break Err(both_sides_err(
+                    src,
+                    dst,
+                    &format!("comparing {k} with {}", it.target),
+                    e,
+                ));
+            }
+        };
+        let seen = merge.source_digest.count;
         if seen - last_reported >= 1000 {
             observer.progress(&k, seen - last_reported, 0);
             last_reported = seen;
         }
-        let Some(d) = d else { break };
+        let Some(d) = d else { break Ok(()) };
         match d.kind {
-            DiffKind::Missing => v.missing += 1,
-            DiffKind::Extra => v.extra += 1,
-            DiffKind::Different => v.different += 1,
+            DiffKind::Missing => part.missing += 1,
+            DiffKind::Extra => part.extra += 1,
+            DiffKind::Different => part.different += 1,
         }
-        if v.examples.len() < max_examples {
-            v.examples.push(Example {
+        if part.examples.len() < max_examples {
+            part.examples.push(Example {
                 kind: d.kind,
                 id: show_id(&d.id),
             });
         }
+    };
+    if let Err(e) = outcome {
+        // Keep what was compared, unless the order cannot be trusted (then restart from scratch).
+        if !merge.unreliable() {
+            part.after = merge.done_through.clone().or(part.after);
+            part.source_digest = merge.source_digest;
+            part.target_digest = merge.target_digest;
+            if let Ok(mut p) = partial.lock() {
+                *p = part;
+            }
+        }
+        return Err(e);
     }
-    observer.progress(&k, merge.source.digest.count - last_reported, 0);
+    observer.progress(&k, merge.source_digest.count - last_reported, 0);
     observer.finish(&k);
-    v.source_digest = merge.source.digest;
-    v.target_digest = merge.target.digest;
+    v.source_digest = merge.source_digest;
+    v.target_digest = merge.target_digest;
+    v.missing = part.missing;
+    v.extra = part.extra;
+    v.different = part.different;
+    v.examples = part.examples;
     if merge.unreliable() {
         let (side, (a, b)) = match (&merge.source.out_of_order, &merge.target.out_of_order) {
             (Some(p), _) => ("source", p.clone()),
@@ -286,6 +344,21 @@ async fn verify_collection(
     let docs_ok = v.source_digest == v.target_digest && v.missing + v.extra + v.different == 0;
     v.ok = docs_ok && v.index_differences.is_empty() && v.option_differences.is_empty();
     Ok(v)
+}
+
+/// A merge error could come from either server: scrub both URIs' credentials.
+fn both_sides_err(src: &Mongo, dst: &Mongo, context: &str, e: mongodb::error::Error) -> Error {
+    match src.err(context, e) {
+        Error::Mongo { context, message } => Error::Mongo {
+            context,
+            message: crate::mongo::scrub_err(&dst.uri, &message),
+        },
+        Error::MongoTransient { context, message } => Error::MongoTransient {
+            context,
+            message: crate::mongo::scrub_err(&dst.uri, &message),
+        },
+        other => other,
+    }
 }
 
 /// The target's `listCollections` entry for `ns`, if it exists.

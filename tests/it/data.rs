@@ -771,3 +771,176 @@ async fn credentials_never_show_in_errors() {
     r.assert_no_secret(&["Sup3rS3cret", "An0therPw"]);
     assert!(r.stderr.contains("admin:****@127.0.0.1:9"), "{}", r.stderr);
 }
+
+mod faults {
+    use super::*;
+    use crate::tcpfault::{Faults, TcpFault};
+
+    async fn seed_big(uri: &str, n: i32) {
+        let c = client(uri).await;
+        let docs: Vec<Document> = (0..n)
+            .map(|i| doc! {"_id": ObjectId::new(), "i": i, "pad": "f".repeat(200)})
+            .collect();
+        c.database("flaky")
+            .collection::<Document>("events")
+            .insert_many(docs)
+            .await
+            .unwrap();
+        let docs: Vec<Document> = (0..2000)
+            .map(|i| doc! {"_id": format!("s{i:05}"), "v": i})
+            .collect();
+        c.database("flaky")
+            .collection::<Document>("small")
+            .insert_many(docs)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn copy_and_verify_ride_out_dropped_connections() {
+        let (src, dst) = (Nx::start(), Nx::start());
+        seed_big(&src.uri(), 20_000).await;
+        // Every connection to the source dies after ~1.5 MB: the copy needs several of them.
+        let sp = TcpFault::start(src.port);
+        sp.set(Faults {
+            drop_after_bytes: Some(1_500_000),
+            ..Default::default()
+        });
+        let dp = TcpFault::start(dst.port);
+        dp.set(Faults {
+            drop_after_bytes: Some(2_500_000),
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let r = run(&[
+            "copy",
+            "--source-uri",
+            &sp.uri(),
+            "--target-uri",
+            &dp.uri(),
+            "--journal",
+            &journal_in(&dir),
+            "--json",
+            "-v",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            sp.cuts() + dp.cuts() >= 3,
+            "faults were injected: {} + {}",
+            sp.cuts(),
+            dp.cuts()
+        );
+        assert!(r.stderr.contains("retrying"), "{}", r.stderr);
+        assert_same(&src, &dst, "flaky", "events", "flaky").await;
+        assert_same(&src, &dst, "flaky", "small", "flaky").await;
+        let r = run(&[
+            "verify",
+            "--source-uri",
+            &sp.uri(),
+            "--target-uri",
+            &dp.uri(),
+            "--json",
+        ]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        assert_eq!(r.json()["verify"]["ok"], true);
+    }
+
+    #[tokio::test]
+    async fn a_stall_is_waited_out() {
+        let (src, dst) = (Nx::start(), Nx::start());
+        seed_big(&src.uri(), 3000).await;
+        let sp = TcpFault::start(src.port);
+        sp.set(Faults {
+            stall_until: Some(Instant::now() + Duration::from_secs(3)),
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let r = run(&[
+            "copy",
+            "--source-uri",
+            &sp.uri(),
+            "--target-uri",
+            &dst.uri(),
+            "--journal",
+            &journal_in(&dir),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_same(&src, &dst, "flaky", "events", "flaky").await;
+    }
+
+    #[tokio::test]
+    async fn an_outage_longer_than_the_retry_budget_stops_cleanly_and_the_rerun_finishes() {
+        let (src, dst) = (Nx::start(), Nx::start());
+        seed_big(&src.uri(), 20_000).await;
+        let dp = TcpFault::start(dst.port);
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal_in(&dir);
+        let child = bin()
+            .args([
+                "copy",
+                "--source-uri",
+                &src.uri(),
+                "--target-uri",
+                &dp.uri(),
+                "--journal",
+                &j,
+                "-j",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once part of the data is in, the target goes away for good (for this run).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "copy never got going");
+            let docs = std::fs::read_to_string(&j)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .map(|v| {
+                    v["copy"]["collections"]["flaky.events"]["docs"]
+                        .as_u64()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            if docs > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        dp.set(Faults {
+            drop_after_bytes: Some(0),
+            refuse_until: Some(Instant::now() + Duration::from_secs(3600)),
+            ..Default::default()
+        });
+        let out = child.wait_with_output().unwrap();
+        let r: Run = out.into();
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("gave up after") && r.stderr.contains("journal"),
+            "{}",
+            r.stderr
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+        assert!(
+            v["copy"]["collections"]["flaky.events"]["docs"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        dp.set(Faults::default());
+        let r = run(&[
+            "copy",
+            "--source-uri",
+            &src.uri(),
+            "--target-uri",
+            &dp.uri(),
+            "--journal",
+            &j,
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_same(&src, &dst, "flaky", "events", "flaky").await;
+    }
+}

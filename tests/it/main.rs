@@ -11,3 +11,5 @@ mod migrate;
 mod plan;
 #[path = "../support/proxy.rs"]
 mod proxy;
+#[path = "../support/tcpfault.rs"]
+mod tcpfault;

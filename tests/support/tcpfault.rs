@@ -1,0 +1,148 @@
+//! A TCP fault proxy for tests, on loopback: between the tool and a Mongo server it can cut
+//! every connection after N bytes, stall traffic, or refuse new connections for a while.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the proxy does to traffic right now.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Cut each connection once this many bytes have come back from the server.
+    pub drop_after_bytes: Option<usize>,
+    /// Hold every chunk until this moment.
+    pub stall_until: Option<Instant>,
+    /// Close new connections at once until this moment.
+    pub refuse_until: Option<Instant>,
+}
+
+/// The running proxy; stops when dropped.
+pub struct TcpFault {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    faults: Arc<Mutex<Faults>>,
+    cuts: Arc<Mutex<usize>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TcpFault {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl TcpFault {
+    /// Starts a proxy to `127.0.0.1:upstream`. It runs on its own thread so tests may block.
+    pub fn start(upstream: u16) -> TcpFault {
+        let faults: Arc<Mutex<Faults>> = Arc::default();
+        let cuts: Arc<Mutex<usize>> = Arc::default();
+        let (f, c) = (faults.clone(), cuts.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap().port()).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        accepted = listener.accept() => {
+                            let Ok((client, _)) = accepted else { return };
+                            let (f, c) = (f.clone(), c.clone());
+                            tokio::spawn(async move {
+                                let _ = relay(client, upstream, f, c).await;
+                            });
+                        }
+                    }
+                }
+            });
+            rt.shutdown_background();
+        });
+        let port = rx.recv().unwrap();
+        TcpFault {
+            port,
+            faults,
+            cuts,
+            stop: Some(stop),
+        }
+    }
+
+    /// The URI to give the tool.
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// Changes the faults.
+    pub fn set(&self, f: Faults) {
+        *self.faults.lock().unwrap() = f;
+    }
+
+    /// How many connections were cut so far.
+    pub fn cuts(&self) -> usize {
+        *self.cuts.lock().unwrap()
+    }
+}
+
+async fn relay(
+    mut client: TcpStream,
+    upstream: u16,
+    faults: Arc<Mutex<Faults>>,
+    cuts: Arc<Mutex<usize>>,
+) -> std::io::Result<()> {
+    let f = faults.lock().unwrap().clone();
+    if f.refuse_until.is_some_and(|t| Instant::now() < t) {
+        return Ok(());
+    }
+    let mut server = TcpStream::connect(("127.0.0.1", upstream)).await?;
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = server.split();
+    let mut down = 0usize;
+    let mut cbuf = vec![0u8; 64 * 1024];
+    let mut sbuf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            n = cr.read(&mut cbuf) => {
+                let n = n?;
+                if n == 0 { return Ok(()); }
+                stall(&faults).await;
+                sw.write_all(&cbuf[..n]).await?;
+            }
+            n = sr.read(&mut sbuf) => {
+                let n = n?;
+                if n == 0 { return Ok(()); }
+                stall(&faults).await;
+                let limit = faults.lock().unwrap().drop_after_bytes;
+                if let Some(limit) = limit {
+                    if down + n >= limit {
+                        let keep = limit.saturating_sub(down);
+                        cw.write_all(&sbuf[..keep]).await?;
+                        *cuts.lock().unwrap() += 1;
+                        return Ok(());
+                    }
+                }
+                down += n;
+                cw.write_all(&sbuf[..n]).await?;
+            }
+        }
+    }
+}
+
+async fn stall(faults: &Arc<Mutex<Faults>>) {
+    let until = faults.lock().unwrap().stall_until;
+    if let Some(t) = until {
+        let now = Instant::now();
+        if t > now {
+            tokio::time::sleep(t - now).await;
+        }
+    }
+}
