@@ -122,13 +122,13 @@ async fn relay(
                 if n == 0 { return Ok(()); }
                 stall(&faults).await;
                 let limit = faults.lock().unwrap().drop_after_bytes;
-                if let Some(limit) = limit {
-                    if down + n >= limit {
-                        let keep = limit.saturating_sub(down);
-                        cw.write_all(&sbuf[..keep]).await?;
-                        *cuts.lock().unwrap() += 1;
-                        return Ok(());
-                    }
+                if let Some(limit) = limit
+                    && down + n >= limit
+                {
+                    let keep = limit.saturating_sub(down);
+                    cw.write_all(&sbuf[..keep]).await?;
+                    *cuts.lock().unwrap() += 1;
+                    return Ok(());
                 }
                 down += n;
                 cw.write_all(&sbuf[..n]).await?;
