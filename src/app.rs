@@ -196,6 +196,7 @@ async fn copy_cmd(global: &GlobalArgs, args: &CopyArgs) -> Result<i32> {
     if items.is_empty() {
         return Err(Error::Usage("nothing to copy: the source has no collections matching --db/--ns-include/--ns-exclude".into()));
     }
+    let _lock = crate::journal::JournalLock::acquire(&args.journal, "copy")?;
     let fingerprint = copy_fingerprint(&src, &dst, &args.data);
     let journal = match Journal::load(&args.journal)? {
         Some(j) => {

@@ -302,3 +302,182 @@ mod tests {
         );
     }
 }
+
+/// Who holds a journal: written into `<journal>.lock`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LockHolder {
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub host: String,
+    /// The process's start time (Linux clock ticks since boot), to tell a reused pid apart.
+    pub start: Option<u64>,
+    /// When it took the lock.
+    pub since: String,
+    /// What it runs (`migrate`, `resume`, `copy`).
+    pub command: String,
+}
+
+/// An exclusive hold on a journal; released (the lock file removed) on drop.
+#[derive(Debug)]
+pub struct JournalLock {
+    path: PathBuf,
+}
+
+impl Drop for JournalLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), when the system exposes it.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when the holder is certainly gone: same host, and no process with that pid and
+/// start time exists.
+fn holder_gone(h: &LockHolder) -> bool {
+    if h.host != host_name() {
+        return false;
+    }
+    match process_start(h.pid) {
+        None => {
+            !Path::new(&format!("/proc/{}", h.pid)).exists() && Path::new("/proc/self").exists()
+        }
+        Some(start) => h.start.is_some_and(|s| s != start),
+    }
+}
+
+impl JournalLock {
+    /// Takes the lock next to `journal`, or refuses naming who holds it. A lock left by a
+    /// process that no longer exists on this host is taken over.
+    pub fn acquire(journal: &Path, command: &str) -> Result<JournalLock> {
+        let path = PathBuf::from(format!("{}.lock", journal.display()));
+        let me = LockHolder {
+            pid: std::process::id(),
+            host: host_name(),
+            start: process_start(std::process::id()),
+            since: now(),
+            command: command.into(),
+        };
+        let body = serde_json::to_vec_pretty(&me)
+            .map_err(|e| Error::Other(format!("encoding lock: {e}")))?;
+        for _ in 0..2 {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            match opts.open(&path) {
+                Ok(mut f) => {
+                    f.write_all(&body)
+                        .map_err(|e| Error::io(format!("writing lock {}", path.display()), e))?;
+                    let _ = f.sync_all();
+                    return Ok(JournalLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder: Option<LockHolder> = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok());
+                    match holder {
+                        Some(h) if holder_gone(&h) => {
+                            tracing::warn!(
+                                "taking over the lock of pid {} on {} (that process is gone)",
+                                h.pid,
+                                h.host
+                            );
+                            let _ = std::fs::remove_file(&path);
+                        }
+                        Some(h) => {
+                            return Err(Error::Refused(format!(
+                                "journal {} is in use by `efs2atlas {}` (pid {} on host {}, since {}); wait for it to finish. If that process is gone, delete {}",
+                                journal.display(),
+                                h.command,
+                                h.pid,
+                                h.host,
+                                h.since,
+                                path.display()
+                            )));
+                        }
+                        None => {
+                            return Err(Error::Refused(format!(
+                                "journal {} is locked by {}, which cannot be read; if no efs2atlas runs on it, delete that file",
+                                journal.display(),
+                                path.display()
+                            )));
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::io(format!("creating lock {}", path.display()), e)),
+            }
+        }
+        Err(Error::Refused(format!(
+            "could not take the lock {}",
+            path.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_live_holder_is_named_and_a_dead_one_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("j.json");
+        let held = JournalLock::acquire(&j, "migrate").unwrap();
+        let e = JournalLock::acquire(&j, "resume").unwrap_err().to_string();
+        assert!(
+            e.contains("in use by `efs2atlas migrate`")
+                && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(held);
+        assert!(!dir.path().join("j.json.lock").exists());
+
+        // A lock from a process that no longer exists on this host.
+        let dead = LockHolder {
+            pid: 4_000_000,
+            host: host_name(),
+            start: Some(1),
+            since: now(),
+            command: "migrate".into(),
+        };
+        std::fs::write(
+            dir.path().join("j.json.lock"),
+            serde_json::to_vec(&dead).unwrap(),
+        )
+        .unwrap();
+        let _taken = JournalLock::acquire(&j, "resume").unwrap();
+
+        // Another host's lock is never taken over.
+        drop(_taken);
+        let other = LockHolder {
+            pid: 1,
+            host: "elsewhere".into(),
+            start: None,
+            since: now(),
+            command: "migrate".into(),
+        };
+        std::fs::write(
+            dir.path().join("j.json.lock"),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+        let e = JournalLock::acquire(&j, "resume").unwrap_err().to_string();
+        assert!(e.contains("host elsewhere") && e.contains("delete"), "{e}");
+    }
+}

@@ -296,6 +296,14 @@ impl Ctx {
 pub async fn migrate(global: &GlobalArgs, t: &TargetArgs, flags: &RunFlags) -> Result<i32> {
     let opts = crate::app::plan_options(t)?;
     check_env_templates(&t.env, &opts.atlas)?;
+    let _lock = if flags.dry_run {
+        None
+    } else {
+        Some(crate::journal::JournalLock::acquire(
+            &flags.journal,
+            "migrate",
+        )?)
+    };
     if !flags.dry_run {
         match Journal::load(&flags.journal)? {
             Some(j) if j.migrate.as_ref().is_some_and(|m| m.finished) => {
@@ -432,6 +440,7 @@ pub async fn resume(
     yes: bool,
     json: bool,
 ) -> Result<i32> {
+    let _lock = crate::journal::JournalLock::acquire(journal_path, "resume")?;
     let journal = Journal::load(journal_path)?.ok_or_else(|| {
         Error::NotFound(format!(
             "no journal at {}; pass --journal PATH (migrate writes {DEFAULT_JOURNAL} by default)",
@@ -719,6 +728,18 @@ async fn freeze_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
             })
         })?;
         return Ok(("skipped", "no write freeze (--freeze none)".into()));
+    }
+    if let Some(f) = ctx
+        .state()?
+        .freeze
+        .filter(|f| f.mode == FreezeMode::FsyncLock && !f.released)
+    {
+        // A run that died after locking: the lock is still held on the server (fsync locks
+        // survive their connection); locking again would need two unlocks.
+        return Ok((
+            "done",
+            format!("already frozen by the interrupted run ({})", f.detail),
+        ));
     }
     let (src, _) = ctx.mongo().await?;
     let out = freeze::lock(&src).await?;

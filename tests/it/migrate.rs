@@ -350,7 +350,7 @@ async fn killed_during_copy_then_resume_converges() {
     assert_migrated(&s).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_during_cleanup_then_resume_converges() {
     let s = setup(true, 0).await;
     // AWS holds on to the security group for a while: the run is still retrying when killed.
@@ -430,6 +430,136 @@ async fn sigint_during_copy_saves_and_says_how_to_resume() {
         j["copy"]["collections"]["goals.history"]["data_done"],
         false
     );
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_migrated(&s).await;
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_journal_is_refused_and_named() {
+    let s = setup(true, 40_000).await;
+    let mut child = spawn(&s, None);
+    wait_for(
+        &s,
+        "the copy to start",
+        |j| {
+            j["copy"]["collections"]["goals.history"]["docs"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        },
+        &mut child,
+    )
+    .await;
+    let r = s.resume();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("in use by `efs2atlas migrate`")
+            && r.stderr.contains(&format!("pid {}", child.id())),
+        "{}",
+        r.stderr
+    );
+    let r = s.migrate(&["--yes"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("in use by"), "{}", r.stderr);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The holder is gone: its lock is taken over.
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_migrated(&s).await;
+}
+
+/// Sends `signal` to a migrate once `cond` holds, and checks it stops cleanly and resumes.
+async fn signal_when(
+    s: &Setup,
+    signal: &str,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+    endpoint: Option<&str>,
+    extra: &[&str],
+) {
+    let mut a = s.args();
+    a.push("--yes".into());
+    for pair in extra.chunks(2) {
+        match a.iter().position(|x| x == pair[0]) {
+            Some(i) => a[i + 1] = pair[1].to_string(),
+            None => a.extend(pair.iter().map(|x| x.to_string())),
+        }
+    }
+    let mut c = crate::common::bin();
+    c.envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(e) = endpoint {
+        c.env("AWS_ENDPOINT_URL", e);
+    }
+    let mut child = c
+        .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
+        .args(&a)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(s, what, cond, &mut child).await;
+    std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let r: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(r.code, 5, "{what}: {}", r.stderr);
+    assert!(
+        r.stderr.contains("efs2atlas resume --journal"),
+        "{}",
+        r.stderr
+    );
+    r.assert_no_secret(&secrets());
+    let j = s.journal_json();
+    assert!(
+        j["migrate"]["steps"].is_object(),
+        "journal still readable: {j}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_the_deploy_wait_then_resume() {
+    // Not steady yet: the deploy waits; SIGTERM stops the wait (the deployment itself goes on in ECS).
+    let s = setup(false, 0).await;
+    signal_when(
+        &s,
+        "-TERM",
+        "the deploy wait",
+        |j| j["migrate"]["steps"]["deploy"]["status"] == "running",
+        None,
+        &["--deploy-timeout", "60s"],
+    )
+    .await;
+    aws_sdk_ecs::Client::new(&s.acct.conf)
+        .update_service()
+        .cluster(&s.fx.cluster)
+        .service(&s.fx.service)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_migrated(&s).await;
+}
+
+// The proxy lives in this process: a blocking wait must not stall its runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_cleanup_then_resume() {
+    let s = setup(true, 0).await;
+    let proxy = FaultProxy::start(&crate::common::moto()).await;
+    proxy.inject_ec2_error("Action=DeleteSecurityGroup", 1000, "DependencyViolation");
+    signal_when(
+        &s,
+        "-TERM",
+        "cleanup",
+        |j| j["migrate"]["steps"]["cleanup"]["status"] == "running",
+        Some(&proxy.url),
+        &[],
+    )
+    .await;
     let r = s.resume();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_migrated(&s).await;
