@@ -4,6 +4,7 @@ mod common;
 #[path = "../support/world.rs"]
 mod world;
 
+mod chaos;
 mod cleanup;
 mod data;
 mod ecs;
@@ -13,3 +14,8 @@ mod plan;
 mod proxy;
 #[path = "../support/tcpfault.rs"]
 mod tcpfault;
+
+/// The migrate steps, in order (as the journal names them).
+pub fn migrate_steps() -> &'static [&'static str] {
+    efs2atlas::migrate::STEPS
+}

@@ -130,6 +130,18 @@ impl FaultProxy {
         );
     }
 
+    /// Forwards every request matching `matches` after `delay`, like a slow region would.
+    pub fn add_latency(&self, matches: &str, delay: Duration) {
+        self.rules.lock().unwrap().push(Rule {
+            matches: matches.into(),
+            times: usize::MAX,
+            status: 0,
+            headers: Vec::new(),
+            body: String::new(),
+            delay,
+        });
+    }
+
     /// Every request summary seen so far that contains `matches`.
     pub fn count(&self, matches: &str) -> usize {
         self.seen
@@ -206,8 +218,10 @@ async fn serve(
                     r.clone()
                 })
         };
-        if let Some(r) = rule {
+        if let Some(r) = &rule {
             tokio::time::sleep(r.delay).await;
+        }
+        if let Some(r) = rule.filter(|r| r.status != 0) {
             let mut resp = format!(
                 "HTTP/1.1 {} Injected\r\nContent-Length: {}\r\n",
                 r.status,
