@@ -10,6 +10,7 @@ mod data;
 mod ecs;
 mod migrate;
 mod plan;
+mod props;
 #[path = "../support/proxy.rs"]
 mod proxy;
 #[path = "../support/tcpfault.rs"]
