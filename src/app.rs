@@ -92,6 +92,7 @@ pub async fn aws(global: &GlobalArgs) -> Result<Aws> {
     Aws::load(&AwsOptions {
         region: global.region.clone(),
         profile: global.profile.clone(),
+        attempt_timeout: Some(global.aws_timeout),
     })
     .await
 }

@@ -34,6 +34,8 @@ pub struct AwsOptions {
     pub region: Option<String>,
     /// `--profile`.
     pub profile: Option<String>,
+    /// `--aws-timeout`: one attempt of one call (None: 60 s).
+    pub attempt_timeout: Option<Duration>,
 }
 
 impl Aws {
@@ -45,7 +47,9 @@ impl Aws {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_attempt_timeout(
+                        opts.attempt_timeout.unwrap_or(Duration::from_secs(60)),
+                    )
                     .build(),
             );
         if let Some(p) = &opts.profile {

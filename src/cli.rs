@@ -25,6 +25,10 @@ pub struct GlobalArgs {
     /// AWS named profile (default: AWS_PROFILE or "default").
     #[arg(long, global = true, value_name = "P")]
     pub profile: Option<String>,
+    /// Give up on one attempt of an AWS call after this long (it is then retried, up to 6
+    /// attempts in all).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub aws_timeout: std::time::Duration,
     /// More log output on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -106,6 +106,44 @@ impl Error {
         matches!(self, Error::MongoTransient { .. })
     }
 
+    /// The same error (same exit code) with a sentence on what to do next appended.
+    pub fn with_hint(self, hint: &str) -> Self {
+        let add = |m: String| format!("{m}\n  {hint}");
+        match self {
+            Error::Usage(m) => Error::Usage(add(m)),
+            Error::NotFound(m) => Error::NotFound(add(m)),
+            Error::Refused(m) => Error::Refused(add(m)),
+            Error::Mismatch(m) => Error::Mismatch(add(m)),
+            Error::Interrupted(m) => Error::Interrupted(add(m)),
+            Error::Other(m) => Error::Other(add(m)),
+            Error::Aws {
+                op,
+                resource,
+                message,
+            } => Error::Aws {
+                op,
+                resource,
+                message: add(message),
+            },
+            Error::Mongo { context, message } => Error::Mongo {
+                context,
+                message: add(message),
+            },
+            Error::MongoTransient { context, message } => Error::MongoTransient {
+                context,
+                message: add(message),
+            },
+            Error::Journal { path, message } => Error::Journal {
+                path,
+                message: add(message),
+            },
+            Error::Io { context, source } => Error::Io {
+                context: format!("{context} ({hint})"),
+                source,
+            },
+        }
+    }
+
     /// Wraps an I/O error with what we were doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

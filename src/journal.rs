@@ -36,6 +36,26 @@ pub struct Journal {
     /// Migration steps (for `migrate` journals).
     #[serde(default)]
     pub migrate: Option<crate::migrate::MigrateState>,
+    /// xxh3 of the file's own bytes (with this field empty): a journal changed outside
+    /// efs2atlas is refused instead of acted on. Last, so it is the last match in the text.
+    #[serde(default)]
+    pub checksum: String,
+}
+
+const CHECKSUM_KEY: &str = "\"checksum\": \"";
+
+/// The checksum of a journal text whose checksum field is empty.
+fn checksum_of(text: &[u8]) -> String {
+    format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(text))
+}
+
+/// The checksum a journal text records, and the text with that field emptied.
+fn split_checksum(text: &str) -> Option<(String, String)> {
+    let at = text.rfind(CHECKSUM_KEY)? + CHECKSUM_KEY.len();
+    let end = at + text[at..].find('"')?;
+    let recorded = text[at..end].to_string();
+    let emptied = format!("{}{}", &text[..at], &text[end..]);
+    Some((recorded, emptied))
 }
 
 /// Progress of a data copy.
@@ -92,6 +112,7 @@ impl Journal {
             updated_at: t,
             copy: CopyState::default(),
             migrate: None,
+            checksum: String::new(),
         }
     }
 
@@ -120,6 +141,15 @@ impl Journal {
                 "was written by a newer efs2atlas (journal format {format}, this build understands {FORMAT}); use that version to resume"
             )));
         }
+        // Journals without a checksum (written before it existed) are still read.
+        if let Some((recorded, emptied)) = split_checksum(&text)
+            && !recorded.is_empty()
+            && recorded != checksum_of(emptied.as_bytes())
+        {
+            return Err(bad(
+                "was changed outside efs2atlas (its checksum does not match its content); refusing to act on it. Restore the original, or move it aside to start over (the target may then hold a partial copy: use --drop)".into(),
+            ));
+        }
         serde_json::from_value(v).map(Some).map_err(|e| {
             bad(format!(
                 "has unexpected content ({e}); it may be hand-edited"
@@ -130,8 +160,15 @@ impl Journal {
     /// Writes the journal atomically with mode 0600.
     pub fn save(&mut self, path: &Path) -> Result<()> {
         self.updated_at = now();
-        let text = serde_json::to_vec_pretty(self)
+        self.checksum.clear();
+        let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::Other(format!("encoding journal: {e}")))?;
+        self.checksum = checksum_of(text.as_bytes());
+        let at = text
+            .rfind(CHECKSUM_KEY)
+            .map(|i| i + CHECKSUM_KEY.len())
+            .ok_or_else(|| Error::Other("encoding journal: no checksum field".into()))?;
+        let text = format!("{}{}{}", &text[..at], self.checksum, &text[at..]).into_bytes();
         write_atomic(path, &text)
     }
 }
@@ -288,9 +325,26 @@ mod tests {
                 .to_string()
                 .contains("not an efs2atlas journal")
         );
+        // Any change to the content, even one that still parses, is caught by the checksum.
         std::fs::write(
             &p,
-            text.replace("\"docs\"", "\"docz\"")
+            text.replace("\"kind\": \"copy\"", "\"kind\": \"migrate\""),
+        )
+        .unwrap();
+        assert!(
+            Journal::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("changed outside efs2atlas")
+        );
+        // A journal without a checksum (older build) is read, and its content still checked.
+        let (_, unchecked) = split_checksum(&text).unwrap();
+        std::fs::write(&p, &unchecked).unwrap();
+        assert!(Journal::load(&p).unwrap().is_some());
+        std::fs::write(
+            &p,
+            unchecked
+                .replace("\"docs\"", "\"docz\"")
                 .replace("\"kind\": \"copy\"", "\"kind\": 5"),
         )
         .unwrap();

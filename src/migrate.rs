@@ -259,6 +259,14 @@ impl Ctx {
         ui::progress_enabled(self.global.no_progress, self.global.quiet)
     }
 
+    /// True while the source holds the write lock this migration took.
+    fn source_locked(&self) -> bool {
+        self.state()
+            .ok()
+            .and_then(|s| s.freeze)
+            .is_some_and(|f| !f.released && f.mode == FreezeMode::FsyncLock)
+    }
+
     /// Releases the source's write lock so the old app can write again (abort paths).
     async fn unfreeze(&mut self, why: &str) {
         let st = match self.state() {
@@ -312,9 +320,14 @@ pub async fn migrate(global: &GlobalArgs, t: &TargetArgs, flags: &RunFlags) -> R
                     flags.journal.display()
                 )));
             }
-            Some(_) => {
+            Some(j) => {
+                let of = j
+                    .migrate
+                    .as_ref()
+                    .map(|m| format!(" of service {} in cluster {}", m.service, m.cluster))
+                    .unwrap_or_else(|| format!(" ({} journal)", j.kind));
                 return Err(Error::Refused(format!(
-                    "journal {} records an unfinished migration; continue it with `efs2atlas resume --journal {}`",
+                    "journal {} records an unfinished migration{of}; continue it with `efs2atlas resume --journal {}`, or pass another --journal to start a different one",
                     flags.journal.display(),
                     flags.journal.display()
                 )));
@@ -519,13 +532,16 @@ pub async fn resume(
         g.region = Some(st.region.clone());
     }
     let aws = crate::app::aws(&g).await?;
-    let (world, plan) = discover_and_plan(&aws, &t, Some(&st.old_task_definition)).await?;
-    if world.account != st.account {
+    // Before anything is read or changed: the journal must belong to this account.
+    let (account, _) = crate::discover::identity(&aws).await?;
+    if account != st.account {
         return Err(Error::Usage(format!(
-            "these AWS credentials are for account {}, but the migration runs in {}; use the same profile",
-            world.account, st.account
+            "these AWS credentials are for account {account}, but the migration in {} runs in {}; use the same profile",
+            journal_path.display(),
+            st.account
         )));
     }
+    let (world, plan) = discover_and_plan(&aws, &t, Some(&st.old_task_definition)).await?;
     let next = STEPS
         .iter()
         .find(|s| {
@@ -623,7 +639,17 @@ async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
                         },
                     );
                 });
-                return Err(e);
+                if matches!(e, Error::Mismatch(_)) {
+                    return Err(e);
+                }
+                return Err(e.with_hint(&format!(
+                    "step {step} stopped; the journal is saved. Once the cause is fixed, continue with `efs2atlas resume --journal {journal_path}`{}",
+                    if ctx.source_locked() {
+                        " (the source is still write-locked, so nothing written since the copy can be lost)"
+                    } else {
+                        ""
+                    }
+                )));
             }
         }
     }
@@ -646,11 +672,7 @@ async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
 }
 
 fn interrupted(step: &str, journal: &str, ctx: &Ctx) -> Error {
-    let frozen = ctx
-        .state()
-        .ok()
-        .and_then(|s| s.freeze)
-        .is_some_and(|f| !f.released && f.mode == FreezeMode::FsyncLock);
+    let frozen = ctx.source_locked();
     Error::Interrupted(format!(
         "interrupted during step {step}; progress is saved. Continue with `efs2atlas resume --journal {journal}`{}",
         if frozen {

@@ -24,15 +24,21 @@ pub struct Target<'a> {
     pub task_definition: Option<&'a str>,
 }
 
-/// Reads the AWS side of the world. The source Mongo is added by the caller when a
-/// `--source-uri` was given.
-pub async fn world(aws: &Aws, target: &Target<'_>) -> Result<World> {
+/// The AWS account these credentials act in, and the caller's ARN.
+pub async fn identity(aws: &Aws) -> Result<(String, String)> {
     let me = aws
         .sts
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| aws_error("sts:GetCallerIdentity", None, e))?;
+    Ok((me.account.unwrap_or_default(), me.arn.unwrap_or_default()))
+}
+
+/// Reads the AWS side of the world. The source Mongo is added by the caller when a
+/// `--source-uri` was given.
+pub async fn world(aws: &Aws, target: &Target<'_>) -> Result<World> {
+    let (account, caller_arn) = identity(aws).await?;
     let service = ecs::service(aws, target.cluster, target.service).await?;
     let td_arn = target
         .task_definition
@@ -70,8 +76,8 @@ pub async fn world(aws: &Aws, target: &Target<'_>) -> Result<World> {
     let info = ecs::summarize(&td);
     let efs_users = ecs::efs_users(aws, &fs_ids, &info.family, &info.arn, &service.arn).await?;
     Ok(World {
-        account: me.account.unwrap_or_default(),
-        caller_arn: me.arn.unwrap_or_default(),
+        account,
+        caller_arn,
         region: aws.region.clone(),
         task_definition_spec: TaskDefSpec::from_described(&td, &tags),
         task_definition: info,

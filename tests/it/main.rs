@@ -4,6 +4,8 @@ mod common;
 #[path = "../support/world.rs"]
 mod world;
 
+mod awsfaults;
+mod badjournal;
 mod chaos;
 mod cleanup;
 mod data;

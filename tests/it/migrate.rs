@@ -8,16 +8,16 @@ use crate::common::{ATLAS_PASSWORD, Account, Nx, Run, account, atlas_uri, snapsh
 use crate::proxy::FaultProxy;
 use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
 
-struct Setup {
-    acct: Account,
-    fx: Fixture,
+pub(crate) struct Setup {
+    pub acct: Account,
+    pub fx: Fixture,
     src: Nx,
     dst: Nx,
     dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn journal(&self) -> String {
+    pub fn journal(&self) -> String {
         self.dir
             .path()
             .join("efs2atlas.journal.json")
@@ -25,7 +25,7 @@ impl Setup {
             .to_string()
     }
 
-    fn args(&self) -> Vec<String> {
+    pub fn args(&self) -> Vec<String> {
         [
             "migrate",
             "--cluster",
@@ -46,7 +46,7 @@ impl Setup {
         .collect()
     }
 
-    fn migrate(&self, extra: &[&str]) -> Run {
+    pub fn migrate(&self, extra: &[&str]) -> Run {
         let mut a = self.args();
         a.extend(extra.iter().map(|s| s.to_string()));
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -54,7 +54,7 @@ impl Setup {
         self.acct.run_env(&a, &[("EFS2ATLAS_ATLAS_URI", &uri)])
     }
 
-    fn resume(&self) -> Run {
+    pub fn resume(&self) -> Run {
         let uri = atlas_uri();
         self.acct.run_env(
             &["resume", "--journal", &self.journal(), "--yes", "--json"],
@@ -66,12 +66,12 @@ impl Setup {
         std::fs::read_to_string(self.journal()).unwrap_or_default()
     }
 
-    fn journal_json(&self) -> serde_json::Value {
+    pub fn journal_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.journal_text()).unwrap_or(serde_json::Value::Null)
     }
 }
 
-async fn setup(steady: bool, docs: usize) -> Setup {
+pub(crate) async fn setup(steady: bool, docs: usize) -> Setup {
     let acct = account().await;
     let fx = world::build(&acct.conf, "goals").await;
     if steady {
@@ -103,12 +103,12 @@ async fn setup(steady: bool, docs: usize) -> Setup {
     }
 }
 
-fn secrets() -> [&'static str; 2] {
+pub(crate) fn secrets() -> [&'static str; 2] {
     [ATLAS_PASSWORD, OLD_MONGO_PASSWORD]
 }
 
 /// Asserts the "after" world: service on a revision without mongo, storage gone, data equal.
-async fn assert_migrated(s: &Setup) {
+pub(crate) async fn assert_migrated(s: &Setup) {
     let ecs = aws_sdk_ecs::Client::new(&s.acct.conf);
     let svc = ecs
         .describe_services()
@@ -302,7 +302,7 @@ async fn wait_for(
     }
 }
 
-fn spawn(s: &Setup, endpoint: Option<&str>) -> std::process::Child {
+pub(crate) fn spawn(s: &Setup, endpoint: Option<&str>) -> std::process::Child {
     let mut a = s.args();
     a.push("--yes".into());
     let mut c = crate::common::bin();

@@ -132,9 +132,15 @@ impl FaultProxy {
 
     /// Forwards every request matching `matches` after `delay`, like a slow region would.
     pub fn add_latency(&self, matches: &str, delay: Duration) {
+        self.inject_stall(matches, usize::MAX, delay);
+    }
+
+    /// Holds the next `times` matching requests for `delay` before forwarding them (a client
+    /// with a shorter timeout gives up first; the request still reaches AWS late, as it can).
+    pub fn inject_stall(&self, matches: &str, times: usize, delay: Duration) {
         self.rules.lock().unwrap().push(Rule {
             matches: matches.into(),
-            times: usize::MAX,
+            times,
             status: 0,
             headers: Vec::new(),
             body: String::new(),
