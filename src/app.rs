@@ -7,7 +7,8 @@ use serde_json::json;
 use crate::aws::{Aws, AwsOptions};
 use crate::cancel::Cancel;
 use crate::cli::{
-    Cli, Command, CopyArgs, DataArgs, GlobalArgs, PlanArgs, RollbackArgs, TargetArgs, VerifyArgs,
+    Cli, Command, CopyArgs, DataArgs, GlobalArgs, PlanArgs, RollbackArgs, SyncArgs, TargetArgs,
+    VerifyArgs,
 };
 use crate::discover::{self, Target};
 use crate::envmap::EnvOverride;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Status(a) => crate::migrate::status(&a.journal, a.json),
         Command::Copy(args) => copy_cmd(&cli.global, args).await,
         Command::Verify(args) => verify_cmd(&cli.global, args).await,
+        Command::Sync(args) => sync_cmd(&cli.global, args).await,
         Command::Rollback(args) => rollback_cmd(&cli.global, args).await,
     }
 }
@@ -308,6 +310,105 @@ async fn verify_cmd(global: &GlobalArgs, args: &VerifyArgs) -> Result<i32> {
         ui::error_line(&report.summary());
         Ok(exit::MISMATCH)
     }
+}
+
+/// The copy journal a standalone sync may learn from (the copy command's default path).
+const COPY_JOURNAL: &str = "efs2atlas-copy.journal.json";
+
+async fn sync_cmd(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
+    let sel = selection(&args.data)?;
+    let (src, dst) = connect_pair(&args.data).await?;
+    let items = copy::select(&src, &sel).await?;
+    if items.is_empty() {
+        return Err(Error::Usage("nothing to sync: the source has no collections matching --db/--ns-include/--ns-exclude".into()));
+    }
+    let _lock = crate::journal::JournalLock::acquire(&args.journal, "sync")?;
+    let fingerprint = copy_fingerprint(&src, &dst, &args.data);
+    let journal = match Journal::load(&args.journal)? {
+        Some(j) if j.kind != "sync" || j.fingerprint != fingerprint => {
+            return Err(Error::Journal {
+                path: args.journal.display().to_string(),
+                message: format!(
+                    "belongs to another run ({} from {} to {}); pass a different --journal, or delete it to start over",
+                    j.kind, j.copy.source, j.copy.target
+                ),
+            });
+        }
+        Some(j) => j,
+        None => {
+            let mut j = Journal::new("sync", &fingerprint);
+            j.copy.source = src.uri.redacted();
+            j.copy.target = dst.uri.redacted();
+            j
+        }
+    };
+    // Target collections efs2atlas made: the same run's copy journal and this sync's own.
+    let mut owned: std::collections::BTreeSet<String> = journal
+        .sync
+        .values()
+        .filter(|c| c.created)
+        .map(|c| c.target.clone())
+        .collect();
+    if let Ok(Some(cj)) = Journal::load(std::path::Path::new(COPY_JOURNAL))
+        && cj.kind == "copy"
+        && cj.fingerprint == fingerprint
+    {
+        owned.extend(cj.copy.collections.values().map(|p| p.target.clone()));
+    }
+    let shared = SharedJournal::new(args.journal.clone(), journal, copy::JOURNAL_INTERVAL);
+    shared.flush()?;
+    let cancel = Cancel::new();
+    cancel.on_signals();
+    let bars = ui::Bars::new(
+        total_docs(&items),
+        ui::progress_enabled(global.no_progress, global.quiet),
+        "sync",
+    );
+    let opts = crate::mongo::sync::SyncOptions {
+        selection: sel,
+        parallel: args.data.parallel as usize,
+        owned,
+    };
+    let result =
+        crate::mongo::sync::run(&src, &dst, &items, &opts, Some(&shared), &bars, &cancel).await;
+    bars.finish();
+    let report = match result {
+        Ok(r) => r,
+        Err(Error::Interrupted(_)) => {
+            shared.flush()?;
+            return Err(Error::Interrupted(format!(
+                "sync interrupted; finished collections are recorded in {}. Run the same command again to continue",
+                args.journal.display()
+            )));
+        }
+        Err(e) => {
+            shared.flush()?;
+            return Err(e.with_hint(&format!(
+                "collections already synced are recorded in {}; run the same command again to continue",
+                args.journal.display()
+            )));
+        }
+    };
+    // Nothing is left to continue: a later sync must compare everything again.
+    std::fs::remove_file(&args.journal).map_err(|e| {
+        Error::io(
+            format!("removing the finished journal {}", args.journal.display()),
+            e,
+        )
+    })?;
+    if args.json {
+        ui::print_json(&json!({"sync": report}));
+    } else {
+        print!("{}", ui::sync_text(&report));
+    }
+    if !report.kept_extra_collections.is_empty() {
+        ui::error_line(&format!(
+            "the target has collection(s) the source does not, which efs2atlas did not create, so they were left alone: {}; drop them yourself or narrow the selection",
+            report.kept_extra_collections.join(", ")
+        ));
+        return Ok(exit::MISMATCH);
+    }
+    Ok(exit::OK)
 }
 
 async fn rollback_cmd(global: &GlobalArgs, args: &RollbackArgs) -> Result<i32> {

@@ -55,6 +55,8 @@ pub enum Command {
     Copy(CopyArgs),
     /// Compare source and target: counts, document hashes, indexes, options.
     Verify(VerifyArgs),
+    /// Make the target equal to the source, writing only what differs (run it with writes frozen).
+    Sync(SyncArgs),
     /// Return the service to the revision that still had the mongo container (while its EFS exists).
     Rollback(RollbackArgs),
 }
@@ -177,6 +179,26 @@ pub struct VerifyArgs {
     /// How many differing _ids to list per collection.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub max_examples: usize,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `efs2atlas sync`.
+#[derive(Debug, Args, Clone)]
+pub struct SyncArgs {
+    /// Source, target, selection.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Progress file: a sync stopped part-way skips the collections it finished when run again
+    /// (removed when a sync completes). A copy journal at the default copy path, for the same
+    /// source, target and selection, tells sync which target collections efs2atlas created.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "efs2atlas-sync.journal.json"
+    )]
+    pub journal: std::path::PathBuf,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,

@@ -36,6 +36,9 @@ pub struct Journal {
     /// Migration steps (for `migrate` journals).
     #[serde(default)]
     pub migrate: Option<crate::migrate::MigrateState>,
+    /// Collections `sync` finished (source namespace → what it did).
+    #[serde(default)]
+    pub sync: BTreeMap<String, crate::mongo::sync::CollectionSync>,
     /// xxh3 of the file's own bytes (with this field empty): a journal changed outside
     /// efs2atlas is refused instead of acted on. Last, so it is the last match in the text.
     #[serde(default)]
@@ -112,6 +115,7 @@ impl Journal {
             updated_at: t,
             copy: CopyState::default(),
             migrate: None,
+            sync: BTreeMap::new(),
             checksum: String::new(),
         }
     }

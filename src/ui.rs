@@ -397,11 +397,7 @@ pub fn copy_text(r: &crate::mongo::copy::CopyReport) -> String {
         "collection", "docs", "size", "secs", "docs/s"
     );
     for c in &r.collections {
-        let name = if c.source == c.target {
-            c.source.clone()
-        } else {
-            format!("{} -> {}", c.source, c.target)
-        };
+        let name = pair_name(&c.source, &c.target);
         let rate = if c.seconds > 0.0 {
             c.docs_this_run as f64 / c.seconds
         } else {
@@ -437,6 +433,65 @@ pub fn copy_text(r: &crate::mongo::copy::CopyReport) -> String {
     for e in &r.index_errors {
         let _ = writeln!(o, "INDEX FAILED: {e}");
     }
+    o
+}
+
+/// Source and target of a collection line (one name when they are the same).
+fn pair_name(source: &str, target: &str) -> String {
+    if source == target {
+        source.to_string()
+    } else {
+        format!("{source} -> {target}")
+    }
+}
+
+/// The sync report as text.
+pub fn sync_text(r: &crate::mongo::sync::SyncReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<40} {:>9} {:>9} {:>9} {:>8}",
+        "collection", "inserted", "replaced", "deleted", "secs"
+    );
+    for c in &r.collections {
+        let mut note = String::new();
+        if c.created {
+            note.push_str(" (created)");
+        }
+        if !c.indexes_created.is_empty() || !c.indexes_dropped.is_empty() {
+            note.push_str(&format!(
+                " (indexes: +{} -{})",
+                c.indexes_created.len(),
+                c.indexes_dropped.len()
+            ));
+        }
+        if c.counts.conflicts_resolved > 0 {
+            note.push_str(&format!(
+                " ({} unique-index conflicts resolved)",
+                c.counts.conflicts_resolved
+            ));
+        }
+        let _ = writeln!(
+            o,
+            "{:<40} {:>9} {:>9} {:>9} {:>8.1}{note}",
+            pair_name(&c.source, &c.target),
+            c.counts.inserted,
+            c.counts.replaced,
+            c.counts.deleted,
+            c.seconds
+        );
+        for d in &c.option_differences {
+            let _ = writeln!(o, "  option not synced: {d}");
+        }
+    }
+    for d in &r.dropped_collections {
+        let _ = writeln!(o, "dropped {d} (no longer on the source)");
+    }
+    let _ = writeln!(
+        o,
+        "synced: {} inserted, {} replaced, {} deleted; {} documents compared in {:.1}s",
+        r.counts.inserted, r.counts.replaced, r.counts.deleted, r.documents_compared, r.seconds
+    );
     o
 }
 

@@ -7,6 +7,7 @@ pub mod meta;
 pub mod ns;
 pub mod order;
 pub mod stream;
+pub mod sync;
 pub mod verify;
 
 use std::time::Duration;

@@ -183,14 +183,138 @@ pub async fn run(
 
 /// What the attempts so far compared of one collection.
 #[derive(Default)]
-struct Partial {
+pub(crate) struct Partial {
     after: Option<mongodb::bson::RawBson>,
     source_digest: Digest,
     target_digest: Digest,
-    missing: u64,
-    extra: u64,
-    different: u64,
+    /// Documents only in the source.
+    pub missing: u64,
+    /// Documents only in the target.
+    pub extra: u64,
+    /// Documents with different bytes.
+    pub different: u64,
     examples: Vec<Example>,
+}
+
+/// What a finished merge of one collection saw.
+pub(crate) struct Merged {
+    /// Source digest.
+    pub source_digest: Digest,
+    /// Target digest.
+    pub target_digest: Digest,
+    /// Why `_id`s could not be matched one by one, when a server does not sort like MongoDB.
+    pub unreliable: Option<String>,
+}
+
+/// Merges one collection's source and target in `_id` order, counting the differences into
+/// `part`. With a `patch`, each difference is also written to the target (that is `sync`;
+/// verify is the same merge with no writes). A verify interrupted by an error keeps in
+/// `part` where it got to; a sync always starts over (its unflushed writes are not done).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn compare_docs(
+    src: &Mongo,
+    dst: &Mongo,
+    it: &Item,
+    part: &mut Partial,
+    max_examples: usize,
+    mut patch: Option<&mut crate::mongo::sync::Patcher<'_>>,
+    observer: &dyn Observer,
+    cancel: &Cancel,
+) -> Result<Merged> {
+    let k = it.source.to_string();
+    observer.start(&k, it.estimated_docs, 0, 0);
+    let scoll = src
+        .client
+        .database(&it.source.db)
+        .collection::<RawDocumentBuf>(&it.source.coll);
+    let tcoll = dst
+        .client
+        .database(&it.target.db)
+        .collection::<RawDocumentBuf>(&it.target.coll);
+    if patch.is_some() {
+        *part = Partial::default();
+    }
+    let (s, t) = tokio::join!(
+        SortedScan::open_after(&scoll, part.after.as_ref()),
+        SortedScan::open_after(&tcoll, part.after.as_ref())
+    );
+    let s = s.map_err(|e| src.err(format!("reading {}", it.source), e))?;
+    let t = t.map_err(|e| dst.err(format!("reading {}", it.target), e))?;
+    let mut merge = Merge::resume(s, t, part.source_digest, part.target_digest);
+    let mut last_reported = merge.source_digest.count;
+    let outcome: Result<()> = loop {
+        if cancel.is_cancelled() {
+            break Err(Error::Interrupted(format!(
+                "interrupted while comparing {k}"
+            )));
+        }
+        let d = match merge.next_diff().await {
+            Ok(d) => d,
+            Err(e) => {
+                break Err(both_sides_err(
+                    src,
+                    dst,
+                    &format!("comparing {k} with {}", it.target),
+                    e,
+                ));
+            }
+        };
+        let seen = merge.source_digest.count;
+        if seen - last_reported >= 1000 {
+            observer.progress(&k, seen - last_reported, 0);
+            last_reported = seen;
+        }
+        let Some(d) = d else { break Ok(()) };
+        if patch.is_some() && merge.unreliable() {
+            break Err(Error::Refused(format!(
+                "{}; sync matches documents by _id order and cannot patch {k} on this server: copy it again with `efs2atlas copy --drop --ns-include {k}` instead",
+                unreliable_reason(&merge)
+            )));
+        }
+        match d.kind {
+            DiffKind::Missing => part.missing += 1,
+            DiffKind::Extra => part.extra += 1,
+            DiffKind::Different => part.different += 1,
+        }
+        if part.examples.len() < max_examples {
+            part.examples.push(Example {
+                kind: d.kind,
+                id: show_id(&d.id),
+            });
+        }
+        if let Some(p) = patch.as_deref_mut()
+            && let Err(e) = p.apply(d).await
+        {
+            break Err(e);
+        }
+    };
+    if let Err(e) = outcome {
+        // Keep what was compared, unless the order cannot be trusted (then restart from scratch).
+        if patch.is_none() && !merge.unreliable() {
+            part.after = merge.done_through.clone().or(part.after.take());
+            part.source_digest = merge.source_digest;
+            part.target_digest = merge.target_digest;
+        }
+        return Err(e);
+    }
+    observer.progress(&k, merge.source_digest.count - last_reported, 0);
+    observer.finish(&k);
+    Ok(Merged {
+        source_digest: merge.source_digest,
+        target_digest: merge.target_digest,
+        unreliable: merge.unreliable().then(|| unreliable_reason(&merge)),
+    })
+}
+
+fn unreliable_reason(merge: &Merge) -> String {
+    let (side, (a, b)) = match (&merge.source.out_of_order, &merge.target.out_of_order) {
+        (Some(p), _) => ("source", p.clone()),
+        (_, Some(p)) => ("target", p.clone()),
+        _ => ("", (String::new(), String::new())),
+    };
+    format!(
+        "the {side} server returned _id {b} after {a}, which is not MongoDB's sort order, so individual documents cannot be matched; counts and digests are still exact"
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -253,89 +377,38 @@ async fn verify_collection(
         &dst.list_indexes(&it.target.db, &it.target.coll).await?,
     );
 
-    observer.start(&k, it.estimated_docs, 0, 0);
-    let scoll = src
-        .client
-        .database(&it.source.db)
-        .collection::<RawDocumentBuf>(&it.source.coll);
-    let tcoll = dst
-        .client
-        .database(&it.target.db)
-        .collection::<RawDocumentBuf>(&it.target.coll);
     let mut part = partial
         .lock()
         .map(|mut p| std::mem::take(&mut *p))
         .unwrap_or_default();
-    let (s, t) = tokio::join!(
-        SortedScan::open_after(&scoll, part.after.as_ref()),
-        SortedScan::open_after(&tcoll, part.after.as_ref())
-    );
-    let s = s.map_err(|e| src.err(format!("reading {}", it.source), e))?;
-    let t = t.map_err(|e| dst.err(format!("reading {}", it.target), e))?;
-    let mut merge = Merge::resume(s, t, part.source_digest, part.target_digest);
-    let mut last_reported = merge.source_digest.count;
-    let outcome: Result<()> = loop {
-        if cancel.is_cancelled() {
-            break Err(Error::Interrupted("verification interrupted".into()));
-        }
-        let d = match merge.next_diff().await {
-            Ok(d) => d,
-            Err(e) => {
-                break Err(both_sides_err(
-                    src,
-                    dst,
-                    &format!("comparing {k} with {}", it.target),
-                    e,
-                ));
-            }
-        };
-        let seen = merge.source_digest.count;
-        if seen - last_reported >= 1000 {
-            observer.progress(&k, seen - last_reported, 0);
-            last_reported = seen;
-        }
-        let Some(d) = d else { break Ok(()) };
-        match d.kind {
-            DiffKind::Missing => part.missing += 1,
-            DiffKind::Extra => part.extra += 1,
-            DiffKind::Different => part.different += 1,
-        }
-        if part.examples.len() < max_examples {
-            part.examples.push(Example {
-                kind: d.kind,
-                id: show_id(&d.id),
-            });
-        }
-    };
-    if let Err(e) = outcome {
-        // Keep what was compared, unless the order cannot be trusted (then restart from scratch).
-        if !merge.unreliable() {
-            part.after = merge.done_through.clone().or(part.after);
-            part.source_digest = merge.source_digest;
-            part.target_digest = merge.target_digest;
+    let outcome = compare_docs(
+        src,
+        dst,
+        it,
+        &mut part,
+        max_examples,
+        None,
+        observer,
+        cancel,
+    )
+    .await;
+    let merged = match outcome {
+        Ok(m) => m,
+        Err(e) => {
             if let Ok(mut p) = partial.lock() {
                 *p = part;
             }
+            return Err(e);
         }
-        return Err(e);
-    }
-    observer.progress(&k, merge.source_digest.count - last_reported, 0);
-    observer.finish(&k);
-    v.source_digest = merge.source_digest;
-    v.target_digest = merge.target_digest;
+    };
+    v.source_digest = merged.source_digest;
+    v.target_digest = merged.target_digest;
     v.missing = part.missing;
     v.extra = part.extra;
     v.different = part.different;
     v.examples = part.examples;
-    if merge.unreliable() {
-        let (side, (a, b)) = match (&merge.source.out_of_order, &merge.target.out_of_order) {
-            (Some(p), _) => ("source", p.clone()),
-            (_, Some(p)) => ("target", p.clone()),
-            _ => ("", (String::new(), String::new())),
-        };
-        v.pinpoint_unavailable = Some(format!(
-            "the {side} server returned _id {b} after {a}, which is not MongoDB's sort order, so individual documents cannot be matched; counts and digests are still exact"
-        ));
+    if let Some(why) = merged.unreliable {
+        v.pinpoint_unavailable = Some(why);
         v.missing = 0;
         v.extra = 0;
         v.different = 0;
@@ -362,7 +435,7 @@ fn both_sides_err(src: &Mongo, dst: &Mongo, context: &str, e: mongodb::error::Er
 }
 
 /// The target's `listCollections` entry for `ns`, if it exists.
-async fn target_meta(dst: &Mongo, ns: &Namespace) -> Result<Option<CollectionMeta>> {
+pub(crate) async fn target_meta(dst: &Mongo, ns: &Namespace) -> Result<Option<CollectionMeta>> {
     Ok(dst
         .list_collections(&ns.db)
         .await?
@@ -421,7 +494,11 @@ pub fn compare_indexes(source: &[Document], target: &[Document]) -> Vec<String> 
 }
 
 /// Target collections in the selected databases that the selection would take but the source lacks.
-async fn extra_collections(dst: &Mongo, items: &[Item], sel: &Selection) -> Result<Vec<String>> {
+pub(crate) async fn extra_collections(
+    dst: &Mongo,
+    items: &[Item],
+    sel: &Selection,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut pairs: BTreeMap<(String, String), ()> = BTreeMap::new();
     for it in items {

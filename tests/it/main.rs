@@ -15,6 +15,7 @@ mod plan;
 mod props;
 #[path = "../support/proxy.rs"]
 mod proxy;
+mod sync;
 #[path = "../support/tcpfault.rs"]
 mod tcpfault;
 

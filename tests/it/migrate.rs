@@ -13,7 +13,7 @@ pub(crate) struct Setup {
     pub fx: Fixture,
     src: Nx,
     dst: Nx,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Setup {
@@ -563,4 +563,89 @@ async fn sigterm_during_cleanup_then_resume() {
     let r = s.resume();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_migrated(&s).await;
+}
+
+/// SIGINT or SIGTERM (alternating) as each step starts: the run stops at that step or the
+/// next boundary with exit 5 and "resume with …", the journal names a consistent place, and
+/// `resume` finishes. AWS calls go through a 40 ms latency proxy so short steps are catchable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_at_every_step_stops_cleanly_then_resume_finishes() {
+    let steps = crate::migrate_steps();
+    // Each run is a task of its own (spawned when buffer_unordered polls it).
+    let runs = steps.iter().enumerate().map(|(i, step)| {
+        let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
+        tokio::spawn(async move {
+            let s = setup(true, 3000).await;
+            let proxy = FaultProxy::start(&crate::common::moto()).await;
+            proxy.add_latency("", Duration::from_millis(40));
+            let mut child = spawn(&s, Some(&proxy.url));
+            let at = steps.iter().position(|x| x == step).unwrap();
+            // The step started (or, for a step too short to see, already passed).
+            let started = |j: &serde_json::Value| {
+                steps[at..]
+                    .iter()
+                    .any(|x| !j["migrate"]["steps"][*x].is_null())
+            };
+            wait_for(&s, &format!("step {step}"), started, &mut child).await;
+            std::process::Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+            let log = std::fs::read_to_string(s.dir.path().join("child.log")).unwrap_or_default();
+            let j = s.journal_json();
+            let stopped_at = steps.iter().position(|x| {
+                j["migrate"]["steps"][*x]["status"] != "done"
+                    && j["migrate"]["steps"][*x]["status"] != "skipped"
+            });
+            match stopped_at {
+                Some(p) => {
+                    assert_eq!(status.code(), Some(5), "{signal} in {step}: {log}");
+                    assert!(
+                        p >= at,
+                        "{signal} in {step}: stopped before it, at {}",
+                        steps[p]
+                    );
+                    assert!(
+                        log.contains("efs2atlas resume --journal"),
+                        "{signal} in {step}: {log}"
+                    );
+                    assert!(
+                        ["running", "failed"].contains(
+                            &j["migrate"]["steps"][steps[p]]["status"]
+                                .as_str()
+                                .unwrap_or("running")
+                        ),
+                        "{signal} in {step}: {j}"
+                    );
+                }
+                // The signal came as the last step finished its last call.
+                None => assert_eq!(status.code(), Some(0), "{signal} in {step}: {log}"),
+            }
+            if let Some(p) = stopped_at {
+                let gone = snapshot(&s.acct.conf).await["file_systems"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty();
+                assert!(
+                    !gone || steps[p] == "cleanup",
+                    "{signal} in {step}: EFS deleted before cleanup"
+                );
+                let r = tokio::task::block_in_place(|| s.resume());
+                assert_eq!(r.code, 0, "{signal} in {step}: {}\n{}", r.stdout, r.stderr);
+            }
+            assert_migrated(&s).await;
+            (
+                step.to_string(),
+                stopped_at.map(|p| steps[p]).unwrap_or("finished"),
+            )
+        })
+    });
+    use futures_util::StreamExt;
+    let stops: Vec<_> = futures_util::stream::iter(runs)
+        .buffer_unordered(3)
+        .map(|r| r.expect("a signal run panicked"))
+        .collect()
+        .await;
+    println!("signals: {stops:?}");
 }

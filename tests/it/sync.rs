@@ -1,0 +1,425 @@
+//! `efs2atlas sync` on two nx-27017 servers: a writer changes the source while the bulk copy
+//! runs; then the writer stops (the local server only pretends to lock, so the test plays the
+//! freeze) and sync makes the target equal to the source byte for byte.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use mongodb::IndexModel;
+use mongodb::bson::{Document, doc, oid::ObjectId};
+use mongodb::options::IndexOptions;
+
+use crate::common::{Nx, Run, bin};
+
+/// Runs efs2atlas in `dir` (where the default journals live), off the runtime's workers.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> Run {
+    tokio::task::block_in_place(|| {
+        bin()
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("run efs2atlas")
+            .into()
+    })
+}
+
+async fn db(uri: &str) -> mongodb::Database {
+    mongodb::Client::with_uri_str(uri)
+        .await
+        .unwrap()
+        .database("shop")
+}
+
+/// Users with a unique email, orders with string ids, and a collection that will be dropped.
+async fn seed(uri: &str, users: i32) {
+    let d = db(uri).await;
+    let u = d.collection::<Document>("users");
+    u.create_index(
+        IndexModel::builder()
+            .keys(doc! {"email": 1})
+            .options(IndexOptions::builder().unique(true).build())
+            .build(),
+    )
+    .await
+    .unwrap();
+    let docs: Vec<Document> =
+        (0..users).map(|i| doc! {"_id": ObjectId::new(), "email": format!("u{i}@x"), "n": i, "pad": "p".repeat(100)}).collect();
+    u.insert_many(docs).await.unwrap();
+    let orders: Vec<Document> = (0..2000)
+        .map(
+            |i| doc! {"_id": format!("order-{i:06}"), "total": i as f64 * 1.5, "items": [i, i + 1]},
+        )
+        .collect();
+    d.collection::<Document>("orders")
+        .insert_many(orders)
+        .await
+        .unwrap();
+    let old: Vec<Document> = (0..100)
+        .map(|i| doc! {"_id": ObjectId::new(), "i": i})
+        .collect();
+    d.collection::<Document>("old")
+        .insert_many(old)
+        .await
+        .unwrap();
+}
+
+/// Inserts, updates (including swapping unique emails between two users) and deletes until
+/// told to stop; counts what it did.
+fn writer(uri: String, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let d = db(&uri).await;
+        let u = d.collection::<Document>("users");
+        let o = d.collection::<Document>("orders");
+        let mut i: i64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            match i % 5 {
+                0 => {
+                    u.insert_one(
+                        doc! {"_id": ObjectId::new(), "email": format!("new{i}@x"), "n": -1},
+                    )
+                    .await
+                    .unwrap();
+                }
+                1 => {
+                    let k = (i * 7919) % 2000;
+                    o.update_one(
+                        doc! {"_id": format!("order-{k:06}")},
+                        doc! {"$set": {"total": -1.0, "note": format!("changed {i}")}},
+                    )
+                    .await
+                    .unwrap();
+                }
+                2 => {
+                    let k = (i * 104_729) % 2000;
+                    o.delete_one(doc! {"_id": format!("order-{k:06}")})
+                        .await
+                        .unwrap();
+                }
+                3 => {
+                    // Swap the emails of two users through a temporary value (the unique index
+                    // holds on the source at every moment, as in a real app).
+                    let (a, b) = ((i * 31) % 3000, (i * 31 + 1500) % 3000);
+                    let ea = u.find_one(doc! {"n": a}).await.unwrap();
+                    let eb = u.find_one(doc! {"n": b}).await.unwrap();
+                    if let (Some(ea), Some(eb)) = (ea, eb) {
+                        let (ma, mb) = (
+                            ea.get_str("email").unwrap().to_string(),
+                            eb.get_str("email").unwrap().to_string(),
+                        );
+                        u.update_one(
+                            doc! {"_id": ea.get("_id").unwrap()},
+                            doc! {"$set": {"email": format!("tmp{i}")}},
+                        )
+                        .await
+                        .unwrap();
+                        u.update_one(
+                            doc! {"_id": eb.get("_id").unwrap()},
+                            doc! {"$set": {"email": &ma}},
+                        )
+                        .await
+                        .unwrap();
+                        u.update_one(
+                            doc! {"_id": ea.get("_id").unwrap()},
+                            doc! {"$set": {"email": &mb}},
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+                _ => {
+                    u.delete_one(doc! {"n": (i * 13) % 3000 + 3000})
+                        .await
+                        .unwrap();
+                }
+            }
+            ops.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_after_a_live_copy_makes_the_target_equal_byte_for_byte() {
+    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let dir = tempfile::tempdir().unwrap();
+    seed(&src.uri(), 6000).await;
+    let (s, t) = (src.uri(), dst.uri());
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let w = writer(s.clone(), stop.clone(), ops.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copy = run_in(
+        dir.path(),
+        &[
+            "copy",
+            "--source-uri",
+            &s,
+            "--target-uri",
+            &t,
+            "--yes",
+            "-j",
+            "2",
+        ],
+    );
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    // The freeze: the writer stops; the source changes no more.
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    let writes = ops.load(Ordering::Relaxed);
+    assert!(
+        writes > 50,
+        "the writer ran during the copy: {writes} writes"
+    );
+    // Collections created and dropped on the source since the copy.
+    let d = db(&s).await;
+    d.collection::<Document>("fresh")
+        .insert_many((0..50).map(|i| doc! {"_id": format!("f{i}"), "i": i}))
+        .await
+        .unwrap();
+    d.collection::<Document>("old").drop().await.unwrap();
+    let v = run_in(
+        dir.path(),
+        &["verify", "--source-uri", &s, "--target-uri", &t],
+    );
+    assert_eq!(
+        v.code, 4,
+        "the live copy is behind the source: {}",
+        v.stdout
+    );
+
+    let r = run_in(
+        dir.path(),
+        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json()["sync"].clone();
+    assert!(j["inserted"].as_u64().unwrap() >= 50, "{j:#}");
+    assert!(j["replaced"].as_u64().unwrap() > 0, "{j:#}");
+    assert!(j["deleted"].as_u64().unwrap() > 0, "{j:#}");
+    assert_eq!(
+        j["dropped_collections"],
+        serde_json::json!(["shop.old"]),
+        "copy created it, the source dropped it: {j:#}"
+    );
+    let fresh = j["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source"] == "shop.fresh")
+        .unwrap();
+    assert_eq!(fresh["created"], true);
+    assert!(
+        !dir.path().join("efs2atlas-sync.journal.json").exists(),
+        "a finished sync leaves no journal"
+    );
+
+    let v = run_in(
+        dir.path(),
+        &["verify", "--source-uri", &s, "--target-uri", &t, "--json"],
+    );
+    assert_eq!(v.code, 0, "byte for byte after sync: {}", v.stdout);
+    println!("sync: {writes} concurrent writes during the copy; {j}");
+
+    // Sync on an equal pair changes nothing.
+    let r = run_in(
+        dir.path(),
+        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json()["sync"].clone();
+    assert_eq!(
+        (
+            j["inserted"].as_u64(),
+            j["replaced"].as_u64(),
+            j["deleted"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{j:#}"
+    );
+    assert_eq!(j["dropped_collections"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_unique_values_are_resolved_not_reported() {
+    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let dir = tempfile::tempdir().unwrap();
+    seed(&src.uri(), 3000).await;
+    let (s, t) = (src.uri(), dst.uri());
+    let copy = run_in(
+        dir.path(),
+        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
+    );
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    // Rotate emails along a chain of users: every new value is held by another document
+    // on the target until that one is patched too.
+    let u = db(&s).await.collection::<Document>("users");
+    let chain: Vec<i32> = (0..40).map(|k| k * 70).collect();
+    let first = u
+        .find_one(doc! {"n": chain[0]})
+        .await
+        .unwrap()
+        .unwrap()
+        .get_str("email")
+        .unwrap()
+        .to_string();
+    u.update_one(doc! {"n": chain[0]}, doc! {"$set": {"email": "tmp"}})
+        .await
+        .unwrap();
+    for w in chain.windows(2) {
+        let next = u
+            .find_one(doc! {"n": w[1]})
+            .await
+            .unwrap()
+            .unwrap()
+            .get_str("email")
+            .unwrap()
+            .to_string();
+        u.update_one(doc! {"n": w[1]}, doc! {"$set": {"email": "tmp2"}})
+            .await
+            .unwrap();
+        u.update_one(doc! {"n": w[0]}, doc! {"$set": {"email": &next}})
+            .await
+            .unwrap();
+        u.update_one(doc! {"n": w[1]}, doc! {"$set": {"email": "tmp"}})
+            .await
+            .unwrap();
+    }
+    u.update_one(
+        doc! {"n": *chain.last().unwrap()},
+        doc! {"$set": {"email": &first}},
+    )
+    .await
+    .unwrap();
+    // Every user changes too, so the rotated ones land in different write batches.
+    u.update_many(doc! {}, doc! {"$set": {"touched": true}})
+        .await
+        .unwrap();
+    let r = run_in(
+        dir.path(),
+        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json()["sync"].clone();
+    assert_eq!(j["replaced"].as_u64(), Some(3000), "{j:#}");
+    assert!(
+        j["conflicts_resolved"].as_u64().unwrap() > 0,
+        "the chain crossed batches: {j:#}"
+    );
+    let v = run_in(
+        dir.path(),
+        &["verify", "--source-uri", &s, "--target-uri", &t],
+    );
+    assert_eq!(v.code, 0, "{}", v.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_sync_then_rerun_converges() {
+    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let dir = tempfile::tempdir().unwrap();
+    seed(&src.uri(), 3000).await;
+    let (s, t) = (src.uri(), dst.uri());
+    let copy = run_in(
+        dir.path(),
+        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
+    );
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    // Lots to patch: many new documents in several collections, some changed, some gone.
+    let d = db(&s).await;
+    for c in ["a", "b", "c"] {
+        let docs: Vec<Document> = (0..15_000)
+            .map(|i| doc! {"_id": ObjectId::new(), "i": i, "pad": "z".repeat(200)})
+            .collect();
+        d.collection::<Document>(c).insert_many(docs).await.unwrap();
+    }
+    d.collection::<Document>("orders")
+        .update_many(doc! {}, doc! {"$set": {"total": 0.5}})
+        .await
+        .unwrap();
+    d.collection::<Document>("users")
+        .delete_many(doc! {"n": {"$lt": 1000}})
+        .await
+        .unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .args(["sync", "--source-uri", &s, "--target-uri", &t, "-j", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = dir.path().join("efs2atlas-sync.journal.json");
+    // Kill once sync has finished at least one collection and is inside another.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let j: serde_json::Value = std::fs::read_to_string(&journal)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if j["sync"].as_object().is_some_and(|m| !m.is_empty()) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sync finished before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sync never recorded a collection"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    child.kill().unwrap();
+    tokio::task::block_in_place(|| child.wait()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let finished_before = j["sync"].as_object().unwrap().len();
+    let r = run_in(
+        dir.path(),
+        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.json()["sync"]["resumed"].as_u64(),
+        Some(finished_before as u64),
+        "finished collections are not compared again"
+    );
+    let v = run_in(
+        dir.path(),
+        &["verify", "--source-uri", &s, "--target-uri", &t],
+    );
+    assert_eq!(v.code, 0, "{}", v.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_refuses_a_server_that_does_not_sort_ids_like_mongodb() {
+    // nx-27017 sorts integer _ids as text (1, 10, 11, ..., 2): a merge cannot match them.
+    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = db(&src.uri()).await.collection::<Document>("ints");
+    c.insert_many((1..=30).map(|i| doc! {"_id": i, "v": i}))
+        .await
+        .unwrap();
+    let (s, t) = (src.uri(), dst.uri());
+    let copy = run_in(
+        dir.path(),
+        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
+    );
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    c.update_one(doc! {"_id": 5}, doc! {"$set": {"v": -5}})
+        .await
+        .unwrap();
+    let r = run_in(
+        dir.path(),
+        &["sync", "--source-uri", &s, "--target-uri", &t],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not MongoDB's sort order") && r.stderr.contains("copy --drop"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"));
+}
