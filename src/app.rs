@@ -86,6 +86,7 @@ pub fn plan_options(t: &TargetArgs) -> Result<PlanOptions> {
         images,
         credentials: t.credentials,
         keep_efs: t.keep_efs,
+        strategy: t.strategy,
     })
 }
 

@@ -97,6 +97,10 @@ pub struct TargetArgs {
     /// Keep the EFS file system and its security group (skip cleanup).
     #[arg(long)]
     pub keep_efs: bool,
+    /// two-pass: bulk copy with writes live, then freeze and sync the changes (short freeze);
+    /// freeze-first: freeze, then copy and verify.
+    #[arg(long, value_enum, default_value_t = crate::plan::Strategy::TwoPass)]
+    pub strategy: crate::plan::Strategy,
 }
 
 /// `efs2atlas plan`.

@@ -22,8 +22,9 @@ use crate::mongo::Mongo;
 use crate::mongo::copy::{self, CopyOptions};
 use crate::mongo::freeze;
 use crate::mongo::ns::Selection;
+use crate::mongo::sync::{self, SyncOptions};
 use crate::mongo::verify::{self, VerifyOptions};
-use crate::plan::{CredentialMode, Plan};
+use crate::plan::{CredentialMode, Plan, Strategy};
 use crate::ui;
 use crate::uri::MongoUri;
 use crate::world::World;
@@ -35,17 +36,40 @@ pub const DEFAULT_JOURNAL: &str = "efs2atlas.journal.json";
 const ASSUMED_DOCS_PER_SEC: f64 = 3000.0;
 const ASSUMED_BYTES_PER_SEC: f64 = 5.0 * 1024.0 * 1024.0;
 
-/// The steps, in the order they run.
+/// The steps of the default (two-pass) strategy, in the order they run.
 pub const STEPS: &[&str] = &[
     "preflight",
-    "freeze",
     "copy",
+    "freeze",
+    "sync",
     "verify",
     "secret",
     "register",
     "deploy",
     "cleanup",
 ];
+
+/// The steps of `--strategy freeze-first`; `sync` only runs there when a resume has to
+/// catch up with writes made after the source was unlocked.
+pub const FREEZE_FIRST_STEPS: &[&str] = &[
+    "preflight",
+    "freeze",
+    "copy",
+    "sync",
+    "verify",
+    "secret",
+    "register",
+    "deploy",
+    "cleanup",
+];
+
+/// The steps a strategy runs, in order.
+pub fn steps(strategy: Strategy) -> &'static [&'static str] {
+    match strategy {
+        Strategy::TwoPass => STEPS,
+        Strategy::FreezeFirst => FREEZE_FIRST_STEPS,
+    }
+}
 
 /// How writes to the source are stopped during the copy.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -77,6 +101,9 @@ pub struct Settings {
     pub deploy_timeout_secs: u64,
     /// `--drop`.
     pub drop: bool,
+    /// `--strategy`.
+    #[serde(default)]
+    pub strategy: Strategy,
 }
 
 /// One step's record.
@@ -157,6 +184,10 @@ pub struct MigrateState {
     pub results: BTreeMap<String, serde_json::Value>,
     /// True once every step is done.
     pub finished: bool,
+    /// The source was unlocked before the cutover and written to since: the freeze, sync
+    /// and verify run again (also under freeze-first) before anything is deployed.
+    #[serde(default)]
+    pub resync: bool,
 }
 
 fn unix_now() -> f64 {
@@ -400,6 +431,7 @@ pub async fn migrate(global: &GlobalArgs, t: &TargetArgs, flags: &RunFlags) -> R
             freeze: flags.freeze,
             deploy_timeout_secs: flags.deploy_timeout.as_secs(),
             drop: flags.drop,
+            strategy: t.strategy,
         },
         old_task_definition: world.task_definition.arn.clone(),
         cleanup: Some(cleanup_target(&world, &plan)),
@@ -485,6 +517,14 @@ pub async fn resume(
         ));
         return status(journal_path, json);
     }
+    let mut journal = journal;
+    if let Some(m) = journal.migrate.as_mut()
+        && catch_up_after_unlock(m)
+    {
+        // What the earlier sync finished is stale now.
+        journal.sync.clear();
+    }
+    let st = journal.migrate.clone().unwrap_or(st);
     let atlas_text = atlas.ok_or_else(|| {
         Error::Usage("the Atlas URI is needed to resume (the journal never stores credentials): set EFS2ATLAS_ATLAS_URI or pass --atlas-uri".into())
     })?;
@@ -526,6 +566,7 @@ pub async fn resume(
         image: s.images.clone(),
         credentials: s.credentials.unwrap_or(CredentialMode::SecretsManager),
         keep_efs: s.keep_efs,
+        strategy: s.strategy,
     };
     let mut g = global.clone();
     if g.region.is_none() {
@@ -542,7 +583,7 @@ pub async fn resume(
         )));
     }
     let (world, plan) = discover_and_plan(&aws, &t, Some(&st.old_task_definition)).await?;
-    let next = STEPS
+    let next = steps(s.strategy)
         .iter()
         .find(|s| {
             st.steps
@@ -576,7 +617,8 @@ pub async fn resume(
 async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
     ctx.cancel.on_signals();
     let journal_path = ctx.journal.path().display().to_string();
-    for step in STEPS {
+    let strategy = ctx.state()?.settings.strategy;
+    for step in steps(strategy) {
         let done = ctx
             .state()?
             .steps
@@ -607,6 +649,16 @@ async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
             Ok((status, note)) => {
                 if !note.is_empty() {
                     ui::notice(&format!("{step}: {note}"));
+                }
+                if *step == "deploy" {
+                    // The app writes to Atlas from here: the write freeze is over for it.
+                    ctx.update(|s| {
+                        if let Some(f) = &mut s.freeze
+                            && f.ended_unix.is_none()
+                        {
+                            f.ended_unix = Some(unix_now());
+                        }
+                    })?;
                 }
                 ctx.update(|s| {
                     s.steps.insert(
@@ -689,6 +741,7 @@ async fn run_step(ctx: &mut Ctx, step: &str) -> Result<(&'static str, String)> {
         "preflight" => preflight(ctx).await,
         "freeze" => freeze_step(ctx).await,
         "copy" => copy_step(ctx).await,
+        "sync" => sync_step(ctx).await,
         "verify" => verify_step(ctx).await,
         "secret" => secret_step(ctx).await,
         "register" => register_step(ctx).await,
@@ -779,7 +832,7 @@ async fn freeze_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
             out.detail
         ));
         if !ui::confirm(
-            "Continue without a confirmed write freeze (writes during the copy may be lost)?",
+            "Continue without a confirmed write freeze (writes made from now on may be lost)?",
             ctx.yes,
         )? {
             ctx.unfreeze("the freeze was not confirmed").await;
@@ -795,6 +848,103 @@ async fn freeze_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
     Ok(("done", out.detail))
 }
 
+/// A resumed migration whose source was unlocked before the cutover (verify failed, the
+/// cutover was declined or rolled back) must not deploy the copy as it is: the old app may
+/// have written since. Freeze, sync and verify again.
+fn catch_up_after_unlock(m: &mut MigrateState) -> bool {
+    let unlocked = m
+        .freeze
+        .as_ref()
+        .is_some_and(|f| f.released && f.mode == FreezeMode::FsyncLock);
+    let deployed = m.steps.get("deploy").is_some_and(|r| r.status == "done");
+    if unlocked && !deployed {
+        ui::notice(
+            "the source was unlocked before the cutover: freezing it again and syncing what changed since",
+        );
+        for step in ["freeze", "sync", "verify"] {
+            m.steps.remove(step);
+        }
+        m.freeze = None;
+        m.resync = true;
+        return true;
+    }
+    false
+}
+
+async fn sync_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
+    let st = ctx.state()?;
+    if st.settings.strategy == Strategy::FreezeFirst && !st.resync {
+        return Ok((
+            "skipped",
+            "freeze-first: the copy ran with writes frozen".into(),
+        ));
+    }
+    let (src, dst) = ctx.mongo().await?;
+    let items = copy::select(&src, &Selection::default()).await?;
+    let bars = ui::Bars::new(
+        items.iter().map(|i| i.estimated_docs).sum(),
+        ctx.progress(),
+        "sync",
+    );
+    // What efs2atlas created on the target may be dropped when the source dropped it.
+    let owned = ctx
+        .journal
+        .snapshot()?
+        .copy
+        .collections
+        .values()
+        .map(|p| p.target.clone())
+        .chain(st_sync_created(&ctx.journal)?)
+        .collect();
+    let opts = SyncOptions {
+        owned,
+        ..SyncOptions::default()
+    };
+    let r = sync::run(
+        &src,
+        &dst,
+        &items,
+        &opts,
+        Some(&ctx.journal),
+        &bars,
+        &ctx.cancel,
+    )
+    .await;
+    bars.finish();
+    let r = r?;
+    ctx.update(|s| {
+        s.results.insert(
+            "sync".into(),
+            json!({"inserted": r.counts.inserted, "replaced": r.counts.replaced, "deleted": r.counts.deleted,
+                   "conflicts_resolved": r.counts.conflicts_resolved, "documents_compared": r.documents_compared,
+                   "dropped_collections": r.dropped_collections, "seconds": r.seconds}),
+        );
+    })?;
+    if !r.kept_extra_collections.is_empty() {
+        return Err(Error::Refused(format!(
+            "the target has collection(s) the source does not, which efs2atlas did not create: {}; drop them or move them elsewhere, then resume",
+            r.kept_extra_collections.join(", ")
+        )));
+    }
+    Ok((
+        "done",
+        format!(
+            "patched {} inserted, {} replaced, {} deleted ({} documents compared) in {:.1}s",
+            r.counts.inserted, r.counts.replaced, r.counts.deleted, r.documents_compared, r.seconds
+        ),
+    ))
+}
+
+/// Target collections an earlier sync of this journal created.
+fn st_sync_created(j: &SharedJournal) -> Result<Vec<String>> {
+    Ok(j.snapshot()?
+        .sync
+        .values()
+        .filter(|c| c.created)
+        .map(|c| c.target.clone())
+        .collect())
+}
+
 async fn copy_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
     let (src, dst) = ctx.mongo().await?;
     let items = copy::select(&src, &Selection::default()).await?;
@@ -803,8 +953,10 @@ async fn copy_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
         ctx.progress(),
         "copy",
     );
+    let live = ctx.state()?.settings.strategy == Strategy::TwoPass;
     let opts = CopyOptions {
         drop: ctx.drop,
+        live,
         ..CopyOptions::default()
     };
     let r = copy::run(&src, &dst, &items, &opts, &ctx.journal, &bars, &ctx.cancel).await;
@@ -1008,7 +1160,9 @@ pub fn report(st: &MigrateState, journal: &str) -> serde_json::Value {
         "old_task_definition": st.old_task_definition,
         "new_task_definition": st.new_task_definition,
         "secret_arn": st.secret_arn,
+        "strategy": st.settings.strategy,
         "copy": st.results.get("copy"),
+        "sync": st.results.get("sync"),
         "verify": st.results.get("verify"),
         "deploy": st.results.get("deploy"),
         "deleted": deleted,

@@ -24,6 +24,20 @@ pub enum CredentialMode {
     Env,
 }
 
+/// How the data moves relative to the write freeze.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Bulk copy while the app still writes, then freeze and `sync` only what changed: the
+    /// app is read-only only for the sync, verify and cutover.
+    #[default]
+    TwoPass,
+    /// Freeze first, then copy and verify: simplest, read-only for the whole copy.
+    FreezeFirst,
+}
+
 /// The user's choices that shape the plan.
 #[derive(Clone, Debug)]
 pub struct PlanOptions {
@@ -39,6 +53,8 @@ pub struct PlanOptions {
     pub credentials: CredentialMode,
     /// `--keep-efs`.
     pub keep_efs: bool,
+    /// `--strategy`.
+    pub strategy: Strategy,
 }
 
 /// The plan, as shown to the user and carried out by `migrate`.
@@ -600,6 +616,7 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         secret.as_deref(),
         &mongo.name,
         td.revision + 1,
+        opts.strategy,
     );
 
     let mongo_plan = MongoContainerPlan {
@@ -882,6 +899,7 @@ fn steps(
     secret: Option<&str>,
     mongo: &str,
     next_revision: i32,
+    strategy: Strategy,
 ) -> Vec<PlannedStep> {
     let s = |id: &str, d: String, destructive: bool| PlannedStep {
         id: id.into(),
@@ -890,12 +908,27 @@ fn steps(
     };
     let td = &world.task_definition;
     let svc = &world.service;
-    let mut out = vec![
-        s("preflight", "check AWS identity, reach source and Atlas, require empty target databases".into(), false),
-        s("freeze", "freeze writes on the source (fsync lock) so nothing lands in the old database during the copy".into(), false),
-        s("copy", "copy every source database to Atlas (raw BSON, streamed, resumable), indexes after the data".into(), false),
-        s("verify", "compare counts, document hashes and indexes of every collection; stop and unfreeze on any difference".into(), false),
-    ];
+    let preflight = s(
+        "preflight",
+        "check AWS identity, reach source and Atlas, require empty target databases".into(),
+        false,
+    );
+    let verify = s("verify", "compare counts, document hashes and indexes of every collection; stop and unfreeze on any difference".into(), false);
+    let mut out = match strategy {
+        Strategy::TwoPass => vec![
+            preflight,
+            s("copy", "bulk-copy every source database to Atlas while the app keeps writing (raw BSON, streamed, resumable), indexes after the data".into(), false),
+            s("freeze", "freeze writes on the source (fsync lock): the app is read-only from here until the cutover".into(), false),
+            s("sync", "patch what changed during the bulk copy: merge (_id, hash) streams of both sides, insert/replace/delete only the differences".into(), false),
+            verify,
+        ],
+        Strategy::FreezeFirst => vec![
+            preflight,
+            s("freeze", "freeze writes on the source (fsync lock) so nothing lands in the old database during the copy".into(), false),
+            s("copy", "copy every source database to Atlas (raw BSON, streamed, resumable), indexes after the data".into(), false),
+            verify,
+        ],
+    };
     if let Some(name) = secret {
         out.push(s(
             "secret",
@@ -1161,6 +1194,7 @@ mod tests {
 
     fn opts(uri: &str) -> PlanOptions {
         PlanOptions {
+            strategy: Strategy::default(),
             atlas: MongoUri::parse("--atlas-uri", uri).unwrap(),
             mongo_container: None,
             env: vec![],

@@ -632,6 +632,16 @@ pub fn migrate_report_text(r: &serde_json::Value) -> String {
             c["seconds"].as_f64().unwrap_or(0.0)
         );
     }
+    if let Some(c) = r.get("sync").filter(|c| !c.is_null()) {
+        let _ = writeln!(
+            o,
+            "  synced                {} inserted, {} replaced, {} deleted in {:.1}s",
+            c["inserted"],
+            c["replaced"],
+            c["deleted"],
+            c["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
     if let Some(v) = r.get("verify").filter(|c| !c.is_null()) {
         let _ = writeln!(
             o,
@@ -640,10 +650,20 @@ pub fn migrate_report_text(r: &serde_json::Value) -> String {
         );
     }
     if let Some(f) = r.get("freeze").filter(|c| !c.is_null()) {
+        let copy_secs = r["copy"]["seconds"].as_f64().unwrap_or(0.0);
+        let frozen = f["seconds"].as_f64().unwrap_or(0.0);
+        let versus = if r["strategy"] == "two-pass" && copy_secs > 0.0 {
+            format!(
+                " vs {copy_secs:.1}s bulk copy with writes live ({:.2}x)",
+                frozen / copy_secs
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "  writes frozen         {:.1}s ({}{})",
-            f["seconds"].as_f64().unwrap_or(0.0),
+            "  writes frozen         {:.1}s{versus} ({}{})",
+            frozen,
             s(&f["mode"]),
             if f["confirmed"] == true {
                 ", confirmed"
@@ -682,7 +702,7 @@ pub fn status_text(j: &crate::journal::Journal) -> String {
             "service {} in cluster {} ({} {})",
             m.service, m.cluster, m.account, m.region
         );
-        for step in crate::migrate::STEPS {
+        for step in crate::migrate::steps(m.settings.strategy) {
             let (st, note) = m
                 .steps
                 .get(*step)
@@ -691,7 +711,7 @@ pub fn status_text(j: &crate::journal::Journal) -> String {
             let _ = writeln!(o, "  {step:<10} {st:<8} {note}");
         }
         if m.finished {
-            let _ = writeln!(o, "finished");
+            o.push_str(&migrate_report_text(&crate::migrate::report(m, "")));
         } else {
             let _ = writeln!(o, "not finished: `efs2atlas resume` continues");
         }

@@ -37,6 +37,9 @@ pub struct CopyOptions {
     pub batch_docs: usize,
     /// Batches being inserted at once per collection.
     pub writers: usize,
+    /// The source still takes writes (two-pass): a re-sent document that changed meanwhile
+    /// is left for `sync` to patch instead of stopping the copy.
+    pub live: bool,
 }
 
 impl Default for CopyOptions {
@@ -47,6 +50,7 @@ impl Default for CopyOptions {
             drop: false,
             batch_bytes: 2 * 1024 * 1024,
             batch_docs: 10_000,
+            live: false,
             writers: 2,
         }
     }
@@ -604,9 +608,10 @@ async fn copy_data(
                         let tcoll = tcoll.clone();
                         let dst = dst.clone();
                         let target = it.target.to_string();
+                        let live = opts.live;
                         in_flight.push_back(async move {
                             let n = b.docs.len() as u64;
-                            insert_batch(&dst, &tcoll, &target, b.docs).await?;
+                            insert_batch(&dst, &tcoll, &target, b.docs, live).await?;
                             Ok::<_, Error>((n, b.bytes, b.last_id, b.order_ok))
                         });
                     }
@@ -703,6 +708,7 @@ async fn insert_batch(
     coll: &Collection<RawDocumentBuf>,
     ns: &str,
     docs: Vec<RawDocumentBuf>,
+    live: bool,
 ) -> Result<()> {
     let err = match coll.insert_many(&docs).ordered(false).await {
         Ok(_) => return Ok(()),
@@ -760,6 +766,11 @@ async fn insert_batch(
         let id = show_id(&id_of(d));
         match existing.get(&id) {
             Some(t) if t.as_bytes() == d.as_bytes() => {}
+            Some(_) if live => {
+                tracing::debug!(
+                    "{ns}: _id {id} changed on the source since it was first sent; sync patches it"
+                );
+            }
             Some(_) => {
                 return Err(Error::Mongo {
                     context: format!("target: inserting into {ns}"),

@@ -44,6 +44,7 @@ async fn cut_over(acct: &Account) -> (Aws, Fixture, CleanupTarget) {
     .await
     .unwrap();
     let opts = PlanOptions {
+        strategy: Default::default(),
         atlas: MongoUri::parse("--atlas-uri", &atlas_uri()).unwrap(),
         mongo_container: None,
         env: vec![],

@@ -26,6 +26,7 @@ fn aws(acct: &Account) -> Aws {
 
 fn opts(credentials: CredentialMode) -> PlanOptions {
     PlanOptions {
+        strategy: Default::default(),
         atlas: MongoUri::parse("--atlas-uri", &atlas_uri()).unwrap(),
         mongo_container: None,
         env: vec![],

@@ -98,8 +98,9 @@ async fn plan_on_the_fixture_finds_container_efs_groups_mapping_and_steps() {
         steps,
         [
             "preflight",
-            "freeze",
             "copy",
+            "freeze",
+            "sync",
             "verify",
             "secret",
             "register",
