@@ -118,10 +118,14 @@ pub struct SyncReport {
 /// moment between them is unseen). Inserts rejected by a unique index are retried after the
 /// rest, so two documents swapping a unique value resolve instead of failing.
 pub struct Patcher<'a> {
+    src: &'a Mongo,
     dst: &'a Mongo,
+    source: Collection<RawDocumentBuf>,
     coll: Collection<RawDocumentBuf>,
     ns: String,
     deletes: Vec<Bson>,
+    /// `_id`s the merge found only on the target: checked against the source before deleting.
+    extras: Vec<Bson>,
     inserts: Vec<RawDocumentBuf>,
     bytes: usize,
     pending: Counts,
@@ -132,15 +136,21 @@ pub struct Patcher<'a> {
 
 impl<'a> Patcher<'a> {
     /// A patcher for one target collection.
-    pub fn new(dst: &'a Mongo, it: &Item) -> Patcher<'a> {
+    pub fn new(src: &'a Mongo, dst: &'a Mongo, it: &Item) -> Patcher<'a> {
         Patcher {
+            src,
             dst,
+            source: src
+                .client
+                .database(&it.source.db)
+                .collection(&it.source.coll),
             coll: dst
                 .client
                 .database(&it.target.db)
                 .collection(&it.target.coll),
             ns: it.target.to_string(),
             deletes: Vec::new(),
+            extras: Vec::new(),
             inserts: Vec::new(),
             bytes: 0,
             pending: Counts::default(),
@@ -149,13 +159,14 @@ impl<'a> Patcher<'a> {
         }
     }
 
-    /// Queues the write one difference needs, sending a batch when one is full.
-    pub async fn apply(&mut self, d: Diff) -> Result<()> {
+    /// Queues the write one difference needs, sending a batch when one is full; true when it
+    /// sent one (every write queued so far is then acknowledged).
+    pub async fn apply(&mut self, d: Diff) -> Result<bool> {
         let id = Bson::try_from(d.id.clone())
             .map_err(|e| Error::Other(format!("{}: unreadable _id: {e}", self.ns)))?;
         match d.kind {
             DiffKind::Extra => {
-                self.deletes.push(id);
+                self.extras.push(id);
                 self.pending.deleted += 1;
             }
             DiffKind::Missing | DiffKind::Different => {
@@ -177,11 +188,21 @@ impl<'a> Patcher<'a> {
             }
         }
         if self.bytes >= PATCH_BATCH_BYTES
-            || self.deletes.len() + self.inserts.len() >= PATCH_BATCH_OPS
+            || self.deletes.len() + self.extras.len() + self.inserts.len() >= PATCH_BATCH_OPS
         {
             self.flush().await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// Forgets writes queued but not sent (after a failure: the merge finds them again).
+    pub fn discard_pending(&mut self) {
+        self.deletes.clear();
+        self.extras.clear();
+        self.inserts.clear();
+        self.bytes = 0;
+        self.pending = Counts::default();
     }
 
     async fn delete_ids(&self, ids: Vec<Bson>) -> Result<()> {
@@ -234,9 +255,36 @@ impl<'a> Patcher<'a> {
         Ok(turned_away)
     }
 
+    /// Never deletes what the source still has: a scan that ended early without an error
+    /// (a server that forgot the cursor) would otherwise make live documents look deleted.
+    async fn check_extras(&self) -> Result<()> {
+        if self.extras.is_empty() {
+            return Ok(());
+        }
+        let context = format!("comparing {}", self.ns);
+        let found = self
+            .source
+            .find_one(doc! {"_id": {"$in": self.extras.clone()}})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| self.src.err(&context, e))?;
+        match found {
+            None => Ok(()),
+            Some(d) => Err(Error::MongoTransient {
+                context: format!("source ({}): {context}", self.src.uri.redacted()),
+                message: format!(
+                    "the source still has _id {} although its scan did not return it (the scan ended early); comparing again from the last acknowledged batch",
+                    show_id(&id_of(&d))
+                ),
+            }),
+        }
+    }
+
     /// Sends what is queued.
     pub async fn flush(&mut self) -> Result<()> {
-        let deletes = std::mem::take(&mut self.deletes);
+        self.check_extras().await?;
+        let mut deletes = std::mem::take(&mut self.deletes);
+        deletes.append(&mut self.extras);
         self.delete_ids(deletes).await?;
         self.bytes = 0;
         let inserts = std::mem::take(&mut self.inserts);
@@ -256,18 +304,29 @@ impl<'a> Patcher<'a> {
             if self.deferred.is_empty() {
                 return Ok(());
             }
-            let docs: Vec<RawDocumentBuf> = std::mem::take(&mut self.deferred)
-                .into_iter()
-                .map(|(d, _)| d)
-                .collect();
+            let held = std::mem::take(&mut self.deferred);
+            let docs: Vec<RawDocumentBuf> = held.iter().map(|(d, _)| d.clone()).collect();
             let n = docs.len() as u64;
             let ids: Vec<Bson> = docs
                 .iter()
                 .filter_map(|d| Bson::try_from(id_of(d)).ok())
                 .collect();
-            self.delete_ids(ids).await?;
-            self.deferred = self.insert(docs).await?;
-            self.done.conflicts_resolved += n - self.deferred.len() as u64;
+            // On a failure the documents stay held, so a retry still writes them.
+            let round = async {
+                self.delete_ids(ids).await?;
+                self.insert(docs).await
+            }
+            .await;
+            match round {
+                Ok(still) => {
+                    self.deferred = still;
+                    self.done.conflicts_resolved += n - self.deferred.len() as u64;
+                }
+                Err(e) => {
+                    self.deferred = held;
+                    return Err(e);
+                }
+            }
         }
         match self.deferred.first() {
             None => Ok(()),
@@ -310,12 +369,7 @@ pub async fn run(
     for group in [collections, views] {
         let results: Vec<Result<CollectionSync>> = stream::iter(group)
             .map(|it| async move {
-                let applied = Mutex::new(Counts::default());
-                let r =
-                    crate::mongo::with_retries(&format!("syncing {}", it.source), cancel, || {
-                        sync_collection(src, dst, it, &applied, observer, cancel)
-                    })
-                    .await?;
+                let r = sync_collection(src, dst, it, observer, cancel).await?;
                 if let Some(j) = journal {
                     j.update(true, |j| {
                         j.sync.insert(it.source.to_string(), r.clone());
@@ -361,11 +415,71 @@ async fn sync_collection(
     src: &Mongo,
     dst: &Mongo,
     it: &Item,
-    applied: &Mutex<Counts>,
     observer: &dyn Observer,
     cancel: &Cancel,
 ) -> Result<CollectionSync> {
     let started = Instant::now();
+    let what = format!("syncing {}", it.source);
+    let mut out =
+        crate::mongo::with_retries(&what, cancel, || prepare_collection(src, dst, it)).await?;
+    if it.meta.is_view() {
+        out.seconds = started.elapsed().as_secs_f64();
+        return Ok(out);
+    }
+    // The patcher and the merge's checkpoint outlive a failed attempt: a retry continues
+    // after the last acknowledged batch and still holds the writes a unique index deferred.
+    let state = Mutex::new(Some((Patcher::new(src, dst, it), Partial::default())));
+    let checkpoint = || {
+        state
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|(_, p)| p.compared()))
+            .unwrap_or(0)
+    };
+    let merged = crate::mongo::with_retries_progress(&what, cancel, checkpoint, || async {
+        let taken = state.lock().ok().and_then(|mut g| g.take());
+        let (mut patcher, mut part) =
+            taken.unwrap_or_else(|| (Patcher::new(src, dst, it), Partial::default()));
+        patcher.discard_pending();
+        let r = match compare_docs(
+            src,
+            dst,
+            it,
+            &mut part,
+            0,
+            Some(&mut patcher),
+            observer,
+            cancel,
+        )
+        .await
+        {
+            Ok(m) => patcher.finish().await.map(|_| m),
+            Err(e) => Err(e),
+        };
+        if let Ok(mut g) = state.lock() {
+            *g = Some((patcher, part));
+        }
+        r
+    })
+    .await;
+    // Writes acknowledged by attempts that then failed are done all the same.
+    out.counts = state
+        .lock()
+        .ok()
+        .and_then(|mut g| g.take())
+        .map(|(p, _)| p.done)
+        .unwrap_or_default();
+    let merged = merged?;
+    out.documents_compared = merged.source_digest.count + merged.target_digest.count;
+    out.indexes_created =
+        crate::mongo::with_retries(&what, cancel, || sync_indexes(src, dst, it, false)).await?;
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Creates what the source has and the target lacks (a new collection, a redefined view),
+/// and drops the target's stale indexes; notes option differences sync does not change.
+async fn prepare_collection(src: &Mongo, dst: &Mongo, it: &Item) -> Result<CollectionSync> {
     let mut out = CollectionSync {
         source: it.source.to_string(),
         target: it.target.to_string(),
@@ -398,42 +512,9 @@ async fn sync_collection(
         }
         Some(t) => out.option_differences = compare_options(&it.meta, &t),
     }
-    if it.meta.is_view() {
-        out.seconds = started.elapsed().as_secs_f64();
-        return Ok(out);
+    if !it.meta.is_view() {
+        out.indexes_dropped = sync_indexes(src, dst, it, true).await?;
     }
-    out.indexes_dropped = sync_indexes(src, dst, it, true).await?;
-    let mut patcher = Patcher::new(dst, it);
-    let mut part = Partial::default();
-    let result = async {
-        let merged = compare_docs(
-            src,
-            dst,
-            it,
-            &mut part,
-            0,
-            Some(&mut patcher),
-            observer,
-            cancel,
-        )
-        .await?;
-        patcher.finish().await?;
-        Ok::<_, Error>(merged)
-    }
-    .await;
-    // Writes acknowledged by an attempt that then failed are done all the same.
-    let total = {
-        let mut a = applied
-            .lock()
-            .map_err(|_| Error::Other("sync counters poisoned".into()))?;
-        a.add(&patcher.done);
-        *a
-    };
-    let merged = result?;
-    out.counts = total;
-    out.documents_compared = merged.source_digest.count + merged.target_digest.count;
-    out.indexes_created = sync_indexes(src, dst, it, false).await?;
-    out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }
 

@@ -196,6 +196,13 @@ pub(crate) struct Partial {
     examples: Vec<Example>,
 }
 
+impl Partial {
+    /// Documents compared up to the checkpoint (both sides).
+    pub fn compared(&self) -> u64 {
+        self.source_digest.count + self.target_digest.count
+    }
+}
+
 /// What a finished merge of one collection saw.
 pub(crate) struct Merged {
     /// Source digest.
@@ -208,8 +215,9 @@ pub(crate) struct Merged {
 
 /// Merges one collection's source and target in `_id` order, counting the differences into
 /// `part`. With a `patch`, each difference is also written to the target (that is `sync`;
-/// verify is the same merge with no writes). A verify interrupted by an error keeps in
-/// `part` where it got to; a sync always starts over (its unflushed writes are not done).
+/// verify is the same merge with no writes). Interrupted by an error, `part` keeps where a
+/// retry may continue: for verify, everything compared; for sync, the last point up to which
+/// every write was acknowledged (queued writes after it are found again).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn compare_docs(
     src: &Mongo,
@@ -231,9 +239,6 @@ pub(crate) async fn compare_docs(
         .client
         .database(&it.target.db)
         .collection::<RawDocumentBuf>(&it.target.coll);
-    if patch.is_some() {
-        *part = Partial::default();
-    }
     let (s, t) = tokio::join!(
         SortedScan::open_after(&scoll, part.after.as_ref()),
         SortedScan::open_after(&tcoll, part.after.as_ref())
@@ -282,10 +287,17 @@ pub(crate) async fn compare_docs(
                 id: show_id(&d.id),
             });
         }
-        if let Some(p) = patch.as_deref_mut()
-            && let Err(e) = p.apply(d).await
-        {
-            break Err(e);
+        if let Some(p) = patch.as_deref_mut() {
+            match p.apply(d).await {
+                // Everything up to here is on the target: a retry may start after it.
+                Ok(true) => {
+                    part.after = merge.done_through.clone();
+                    part.source_digest = merge.source_digest;
+                    part.target_digest = merge.target_digest;
+                }
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
         }
     };
     if let Err(e) = outcome {

@@ -423,3 +423,77 @@ async fn sync_refuses_a_server_that_does_not_sort_ids_like_mongodb() {
     );
     assert!(!r.stderr.contains("panicked"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
+    use crate::tcpfault::{Faults, TcpFault};
+    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let dir = tempfile::tempdir().unwrap();
+    seed(&src.uri(), 3000).await;
+    let (s, t) = (src.uri(), dst.uri());
+    let copy = run_in(
+        dir.path(),
+        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
+    );
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    let d = db(&s).await;
+    let docs: Vec<Document> = (0..20_000)
+        .map(|i| doc! {"_id": ObjectId::new(), "i": i, "pad": "q".repeat(200)})
+        .collect();
+    d.collection::<Document>("bulk")
+        .insert_many(docs)
+        .await
+        .unwrap();
+    d.collection::<Document>("users")
+        .update_many(doc! {}, doc! {"$set": {"seen": true}})
+        .await
+        .unwrap();
+    // Every connection dies after a few MB: the sync needs several, and must not start over
+    // each time (a restart from scratch would never get through 6 MB of source documents).
+    let sp = TcpFault::start(src.port);
+    sp.set(Faults {
+        drop_after_bytes: Some(1_000_000),
+        ..Default::default()
+    });
+    let dp = TcpFault::start(dst.port);
+    dp.set(Faults {
+        drop_after_bytes: Some(1_500_000),
+        ..Default::default()
+    });
+    let r = run_in(
+        dir.path(),
+        &[
+            "sync",
+            "--source-uri",
+            &sp.uri(),
+            "--target-uri",
+            &dp.uri(),
+            "--json",
+            "-v",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        sp.cuts() + dp.cuts() >= 3,
+        "faults: {} + {}",
+        sp.cuts(),
+        dp.cuts()
+    );
+    assert!(r.stderr.contains("retrying"), "{}", r.stderr);
+    let j = r.json()["sync"].clone();
+    // A batch cut between its deletes and its inserts comes back as missing documents.
+    assert_eq!(
+        j["replaced"].as_u64().unwrap() + j["inserted"].as_u64().unwrap(),
+        23_000,
+        "{j:#}"
+    );
+    println!(
+        "sync under faults: {} connection cuts, {j}",
+        sp.cuts() + dp.cuts()
+    );
+    let v = run_in(
+        dir.path(),
+        &["verify", "--source-uri", &s, "--target-uri", &t],
+    );
+    assert_eq!(v.code, 0, "{}", v.stdout);
+}
