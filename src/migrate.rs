@@ -692,7 +692,9 @@ async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
                     );
                 });
                 if matches!(e, Error::Mismatch(_)) {
-                    return Err(e);
+                    return Err(e.with_hint(&format!(
+                        "`efs2atlas resume --journal {journal_path}` freezes the source again, syncs the differences and verifies again"
+                    )));
                 }
                 return Err(e.with_hint(&format!(
                     "step {step} stopped; the journal is saved. Once the cause is fixed, continue with `efs2atlas resume --journal {journal_path}`{}",
@@ -849,18 +851,21 @@ async fn freeze_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
 }
 
 /// A resumed migration whose source was unlocked before the cutover (verify failed, the
-/// cutover was declined or rolled back) must not deploy the copy as it is: the old app may
-/// have written since. Freeze, sync and verify again.
+/// cutover was declined or rolled back), or whose last verify failed, must not deploy the
+/// copy as it is: the old app may have written since. Freeze, sync and verify again.
 fn catch_up_after_unlock(m: &mut MigrateState) -> bool {
     let unlocked = m
         .freeze
         .as_ref()
         .is_some_and(|f| f.released && f.mode == FreezeMode::FsyncLock);
+    let mismatch = m.steps.get("verify").is_some_and(|r| r.status == "failed");
     let deployed = m.steps.get("deploy").is_some_and(|r| r.status == "done");
-    if unlocked && !deployed {
-        ui::notice(
-            "the source was unlocked before the cutover: freezing it again and syncing what changed since",
-        );
+    if (unlocked || mismatch) && !deployed {
+        ui::notice(if unlocked {
+            "the source was unlocked before the cutover: freezing it again and syncing what changed since"
+        } else {
+            "the last verify found differences: syncing them and verifying again"
+        });
         for step in ["freeze", "sync", "verify"] {
             m.steps.remove(step);
         }
@@ -1188,4 +1193,68 @@ pub fn status(journal_path: &Path, json: bool) -> Result<i32> {
         print!("{}", ui::status_text(&j));
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(status: &str) -> StepRecord {
+        StepRecord {
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn resume_after_an_unlock_or_a_mismatch_syncs_again_but_never_after_the_cutover() {
+        let mut m = MigrateState::default();
+        for s in [
+            "preflight",
+            "copy",
+            "freeze",
+            "sync",
+            "verify",
+            "secret",
+            "register",
+        ] {
+            m.steps.insert(s.into(), step("done"));
+        }
+        m.steps.insert("deploy".into(), step("failed"));
+        m.freeze = Some(FreezeRecord {
+            mode: FreezeMode::FsyncLock,
+            released: true,
+            ..Default::default()
+        });
+        let mut a = m.clone();
+        assert!(catch_up_after_unlock(&mut a));
+        assert!(a.resync && a.freeze.is_none());
+        assert!(
+            ["freeze", "sync", "verify"]
+                .iter()
+                .all(|s| !a.steps.contains_key(*s))
+        );
+        assert!(a.steps.contains_key("register"), "AWS steps stay done");
+
+        // Still locked: nothing to catch up.
+        let mut b = m.clone();
+        b.freeze.as_mut().unwrap().released = false;
+        assert!(!catch_up_after_unlock(&mut b));
+        assert_eq!(b, {
+            let mut x = m.clone();
+            x.freeze.as_mut().unwrap().released = false;
+            x
+        });
+
+        // A failed verify without any lock (--freeze none) syncs again too.
+        let mut c = m.clone();
+        c.freeze = None;
+        c.steps.insert("verify".into(), step("failed"));
+        assert!(catch_up_after_unlock(&mut c));
+
+        // After the cutover the app writes to Atlas: never re-sync from the old database.
+        let mut d = m.clone();
+        d.steps.insert("deploy".into(), step("done"));
+        assert!(!catch_up_after_unlock(&mut d));
+    }
 }

@@ -107,6 +107,16 @@ async fn transient_aws_faults_at_every_step_are_retried_and_the_migration_comple
         );
     }
     assert_migrated(&s).await;
+    let calls: Vec<String> = TRANSIENT
+        .iter()
+        .map(|(m, how)| format!("{how} on {m}: {} calls", proxy.count(m)))
+        .collect();
+    println!(
+        "aws faults: {} injected ({} kinds x 2), migration completed; {}",
+        TRANSIENT.len() * 2,
+        TRANSIENT.len(),
+        calls.join("; ")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
