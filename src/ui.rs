@@ -684,7 +684,9 @@ pub fn migrate_report_text(r: &serde_json::Value) -> String {
             .collect();
         let _ = writeln!(o, "  step times            {}", parts.join(", "));
     }
-    let _ = writeln!(o, "  journal               {}", s(&r["journal"]));
+    if r["journal"].as_str().is_some_and(|j| !j.is_empty()) {
+        let _ = writeln!(o, "  journal               {}", s(&r["journal"]));
+    }
     o
 }
 
