@@ -193,36 +193,71 @@ fn total_docs(items: &[Item]) -> u64 {
     items.iter().map(|i| i.estimated_docs).sum()
 }
 
-async fn copy_cmd(global: &GlobalArgs, args: &CopyArgs) -> Result<i32> {
-    let sel = selection(&args.data)?;
-    let (src, dst) = connect_pair(&args.data).await?;
+/// What `copy` and `sync` start from: both servers, the selected collections, the held
+/// journal lock, and the journal (this run's, or a fresh one).
+struct DataRun {
+    src: Mongo,
+    dst: Mongo,
+    sel: Selection,
+    items: Vec<Item>,
+    _lock: crate::journal::JournalLock,
+    journal: Journal,
+    fingerprint: String,
+}
+
+async fn start_data_run(d: &DataArgs, path: &std::path::Path, kind: &str) -> Result<DataRun> {
+    let sel = selection(d)?;
+    let (src, dst) = connect_pair(d).await?;
     let items = copy::select(&src, &sel).await?;
     if items.is_empty() {
-        return Err(Error::Usage("nothing to copy: the source has no collections matching --db/--ns-include/--ns-exclude".into()));
+        return Err(Error::Usage(format!(
+            "nothing to {kind}: the source has no collections matching --db/--ns-include/--ns-exclude"
+        )));
     }
-    let _lock = crate::journal::JournalLock::acquire(&args.journal, "copy")?;
-    let fingerprint = copy_fingerprint(&src, &dst, &args.data);
-    let journal = match Journal::load(&args.journal)? {
+    let lock = crate::journal::JournalLock::acquire(path, kind)?;
+    let fingerprint = copy_fingerprint(&src, &dst, d);
+    let journal = match Journal::load(path)? {
+        Some(j) if j.kind != kind || j.fingerprint != fingerprint => {
+            return Err(Error::Journal {
+                path: path.display().to_string(),
+                message: format!(
+                    "belongs to another run ({} from {} to {}); pass a different --journal, or delete it to start over",
+                    j.kind, j.copy.source, j.copy.target
+                ),
+            });
+        }
         Some(j) => {
-            if j.kind != "copy" || j.fingerprint != fingerprint {
-                return Err(Error::Journal {
-                    path: args.journal.display().to_string(),
-                    message: format!(
-                        "belongs to another run ({} from {} to {}); pass a different --journal, or delete it to start over",
-                        j.kind, j.copy.source, j.copy.target
-                    ),
-                });
-            }
-            tracing::info!("resuming from journal {}", args.journal.display());
+            tracing::info!("resuming from journal {}", path.display());
             j
         }
         None => {
-            let mut j = Journal::new("copy", &fingerprint);
+            let mut j = Journal::new(kind, &fingerprint);
             j.copy.source = src.uri.redacted();
             j.copy.target = dst.uri.redacted();
             j
         }
     };
+    Ok(DataRun {
+        src,
+        dst,
+        sel,
+        items,
+        _lock: lock,
+        journal,
+        fingerprint,
+    })
+}
+
+async fn copy_cmd(global: &GlobalArgs, args: &CopyArgs) -> Result<i32> {
+    let DataRun {
+        src,
+        dst,
+        sel,
+        items,
+        _lock,
+        journal,
+        ..
+    } = start_data_run(&args.data, &args.journal, "copy").await?;
     let resuming = !journal.copy.collections.is_empty();
     if args.drop && !resuming {
         let names: Vec<String> = items.iter().map(|i| i.target.to_string()).collect();
@@ -317,32 +352,15 @@ async fn verify_cmd(global: &GlobalArgs, args: &VerifyArgs) -> Result<i32> {
 const COPY_JOURNAL: &str = "efs2atlas-copy.journal.json";
 
 async fn sync_cmd(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
-    let sel = selection(&args.data)?;
-    let (src, dst) = connect_pair(&args.data).await?;
-    let items = copy::select(&src, &sel).await?;
-    if items.is_empty() {
-        return Err(Error::Usage("nothing to sync: the source has no collections matching --db/--ns-include/--ns-exclude".into()));
-    }
-    let _lock = crate::journal::JournalLock::acquire(&args.journal, "sync")?;
-    let fingerprint = copy_fingerprint(&src, &dst, &args.data);
-    let journal = match Journal::load(&args.journal)? {
-        Some(j) if j.kind != "sync" || j.fingerprint != fingerprint => {
-            return Err(Error::Journal {
-                path: args.journal.display().to_string(),
-                message: format!(
-                    "belongs to another run ({} from {} to {}); pass a different --journal, or delete it to start over",
-                    j.kind, j.copy.source, j.copy.target
-                ),
-            });
-        }
-        Some(j) => j,
-        None => {
-            let mut j = Journal::new("sync", &fingerprint);
-            j.copy.source = src.uri.redacted();
-            j.copy.target = dst.uri.redacted();
-            j
-        }
-    };
+    let DataRun {
+        src,
+        dst,
+        sel,
+        items,
+        _lock,
+        journal,
+        fingerprint,
+    } = start_data_run(&args.data, &args.journal, "sync").await?;
     // Target collections efs2atlas made: the same run's copy journal and this sync's own.
     let mut owned: std::collections::BTreeSet<String> = journal
         .sync
