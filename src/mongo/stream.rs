@@ -3,8 +3,10 @@
 
 use std::cmp::Ordering;
 
+use std::collections::VecDeque;
+
+use mongodb::Collection;
 use mongodb::bson::{RawBson, RawDocument, RawDocumentBuf, doc};
-use mongodb::{Collection, Cursor};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -64,10 +66,23 @@ pub struct Item {
     pub len: usize,
 }
 
+/// Batches a scan reads ahead of its consumer.
+const READ_AHEAD_BATCHES: usize = 2;
+/// A read-ahead batch is handed over at this many bytes even if it holds fewer documents.
+const READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
+
 /// A scan of one collection in `_id` order, digesting as it goes and checking that the
 /// server really returns `_id`s in MongoDB's order.
+///
+/// A task reads the cursor ahead (a couple of batches, bounded) so the server keeps working
+/// while the merge compares: two scans merged side by side drift out of step as soon as one
+/// side has a document the other lacks, and without read-ahead their round trips would then
+/// take turns instead of overlapping.
 pub struct SortedScan {
-    cursor: Cursor<RawDocumentBuf>,
+    rx: tokio::sync::mpsc::Receiver<mongodb::error::Result<Vec<RawDocumentBuf>>>,
+    buffered: VecDeque<RawDocumentBuf>,
+    current: Option<RawDocumentBuf>,
+    _reader: AbortOnDrop,
     prev: Option<RawBson>,
     /// Digest of everything read so far.
     pub digest: Digest,
@@ -89,13 +104,48 @@ impl SortedScan {
         let filter = after
             .map(|a| order::after_filter(&a.as_raw_bson_ref()))
             .unwrap_or_default();
-        let cursor = coll
+        let mut cursor = coll
             .find(filter)
             .sort(doc! {"_id": 1})
             .batch_size(SCAN_BATCH)
             .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
+        let reader = tokio::spawn(async move {
+            loop {
+                let mut batch = Vec::with_capacity(SCAN_BATCH as usize);
+                let mut bytes = 0;
+                let end = loop {
+                    match cursor.advance().await {
+                        Ok(true) => {
+                            let d = cursor.current().to_raw_document_buf();
+                            bytes += d.as_bytes().len();
+                            batch.push(d);
+                            if batch.len() >= SCAN_BATCH as usize || bytes >= READ_AHEAD_BYTES {
+                                break None;
+                            }
+                        }
+                        Ok(false) => break Some(Ok(())),
+                        Err(e) => break Some(Err(e)),
+                    }
+                };
+                if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+                    return;
+                }
+                match end {
+                    None => {}
+                    Some(Ok(())) => return,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
         Ok(SortedScan {
-            cursor,
+            rx,
+            buffered: VecDeque::new(),
+            current: None,
+            _reader: AbortOnDrop(reader),
             prev: None,
             digest: Digest::default(),
             out_of_order: None,
@@ -104,10 +154,19 @@ impl SortedScan {
 
     /// The next document's `_id` and hash; `None` at the end.
     pub async fn next(&mut self) -> mongodb::error::Result<Option<Item>> {
-        if !self.cursor.advance().await? {
-            return Ok(None);
+        if self.buffered.is_empty() {
+            match self.rx.recv().await {
+                Some(batch) => self.buffered.extend(batch?),
+                None => {
+                    self.current = None;
+                    return Ok(None);
+                }
+            }
         }
-        let raw = self.cursor.current();
+        let Some(doc) = self.buffered.pop_front() else {
+            return Ok(None);
+        };
+        let raw: &RawDocument = self.current.insert(doc);
         let bytes = raw.as_bytes();
         let hash = doc_hash(bytes);
         self.digest.add(hash, bytes.len());
@@ -126,9 +185,18 @@ impl SortedScan {
         }))
     }
 
-    /// The raw bytes of the document `next` returned last.
-    pub fn current(&self) -> &RawDocument {
-        self.cursor.current()
+    /// The document `next` returned last, handed over (it is not kept).
+    pub fn take_current(&mut self) -> Option<RawDocumentBuf> {
+        self.current.take()
+    }
+}
+
+/// Stops the read-ahead task when its scan is dropped (its cursor is then dropped too).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -234,7 +302,7 @@ impl Merge {
         kind.map(|kind| Diff {
             kind,
             id: a.id,
-            source_doc: Some(self.source.current().to_raw_document_buf()),
+            source_doc: self.source.take_current(),
         })
     }
 

@@ -282,13 +282,25 @@ impl<'a> Patcher<'a> {
 
     /// Sends what is queued.
     pub async fn flush(&mut self) -> Result<()> {
+        let t = Instant::now();
         self.check_extras().await?;
+        let checked = t.elapsed();
         let mut deletes = std::mem::take(&mut self.deletes);
         deletes.append(&mut self.extras);
+        let n_del = deletes.len();
         self.delete_ids(deletes).await?;
+        let deleted = t.elapsed();
         self.bytes = 0;
         let inserts = std::mem::take(&mut self.inserts);
+        let n_ins = inserts.len();
         let turned_away = self.insert(inserts).await?;
+        tracing::debug!(
+            "{}: flushed {n_del} deletes, {n_ins} inserts (check {:?}, delete {:?}, total {:?})",
+            self.ns,
+            checked,
+            deleted - checked,
+            t.elapsed()
+        );
         self.deferred.extend(turned_away);
         self.done.add(&self.pending);
         self.pending = Counts::default();
