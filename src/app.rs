@@ -189,8 +189,17 @@ fn copy_fingerprint(src: &Mongo, dst: &Mongo, d: &DataArgs) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
-fn total_docs(items: &[Item]) -> u64 {
-    items.iter().map(|i| i.estimated_docs).sum()
+/// Ctrl-C/SIGTERM handling and progress bars for a data command over `items`.
+fn watch(global: &GlobalArgs, items: &[Item], label: &str) -> (Cancel, ui::Bars) {
+    let cancel = Cancel::new();
+    cancel.on_signals();
+    let total = items.iter().map(|i| i.estimated_docs).sum();
+    let bars = ui::Bars::new(
+        total,
+        ui::progress_enabled(global.no_progress, global.quiet),
+        label,
+    );
+    (cancel, bars)
 }
 
 /// What `copy` and `sync` start from: both servers, the selected collections, the held
@@ -275,13 +284,7 @@ async fn copy_cmd(global: &GlobalArgs, args: &CopyArgs) -> Result<i32> {
     copy::check_targets(&dst, &items, &shared, args.drop).await?;
     shared.flush()?;
 
-    let cancel = Cancel::new();
-    cancel.on_signals();
-    let bars = ui::Bars::new(
-        total_docs(&items),
-        ui::progress_enabled(global.no_progress, global.quiet),
-        "copy",
-    );
+    let (cancel, bars) = watch(global, &items, "copy");
     let opts = CopyOptions {
         selection: sel,
         parallel: args.data.parallel as usize,
@@ -320,13 +323,7 @@ async fn verify_cmd(global: &GlobalArgs, args: &VerifyArgs) -> Result<i32> {
     let sel = selection(&args.data)?;
     let (src, dst) = connect_pair(&args.data).await?;
     let items = copy::select(&src, &sel).await?;
-    let cancel = Cancel::new();
-    cancel.on_signals();
-    let bars = ui::Bars::new(
-        total_docs(&items),
-        ui::progress_enabled(global.no_progress, global.quiet),
-        "verify",
-    );
+    let (cancel, bars) = watch(global, &items, "verify");
     let opts = crate::mongo::verify::VerifyOptions {
         selection: sel,
         parallel: args.data.parallel as usize,
@@ -376,13 +373,7 @@ async fn sync_cmd(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
     }
     let shared = SharedJournal::new(args.journal.clone(), journal, copy::JOURNAL_INTERVAL);
     shared.flush()?;
-    let cancel = Cancel::new();
-    cancel.on_signals();
-    let bars = ui::Bars::new(
-        total_docs(&items),
-        ui::progress_enabled(global.no_progress, global.quiet),
-        "sync",
-    );
+    let (cancel, bars) = watch(global, &items, "sync");
     let opts = crate::mongo::sync::SyncOptions {
         selection: sel,
         parallel: args.data.parallel as usize,
