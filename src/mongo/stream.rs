@@ -110,6 +110,8 @@ impl SortedScan {
             .batch_size(SCAN_BATCH)
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
+        let coll = coll.clone();
+        let mut last: Option<RawBson> = after.cloned();
         let reader = tokio::spawn(async move {
             loop {
                 let mut batch = Vec::with_capacity(SCAN_BATCH as usize);
@@ -124,10 +126,16 @@ impl SortedScan {
                                 break None;
                             }
                         }
-                        Ok(false) => break Some(Ok(())),
+                        // A server may end a scan early without an error (nx-27017 does when
+                        // the cursor's connection died): make sure nothing sorts after the last
+                        // document, or report the scan as cut off (retried like a dropped link).
+                        Ok(false) => break Some(ended_early(&coll, &batch, last.as_ref()).await),
                         Err(e) => break Some(Err(e)),
                     }
                 };
+                if let Some(d) = batch.last() {
+                    last = Some(id_of(d));
+                }
                 if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
                     return;
                 }
@@ -188,6 +196,30 @@ impl SortedScan {
     /// The document `next` returned last, handed over (it is not kept).
     pub fn take_current(&mut self) -> Option<RawDocumentBuf> {
         self.current.take()
+    }
+}
+
+/// `Err` when the collection holds a document after the scan's last one (or any, for a scan
+/// that returned nothing).
+async fn ended_early(
+    coll: &Collection<RawDocumentBuf>,
+    batch: &[RawDocumentBuf],
+    before: Option<&RawBson>,
+) -> mongodb::error::Result<()> {
+    let last = batch.last().map(|d| id_of(d)).or_else(|| before.cloned());
+    let filter = last
+        .map(|l| order::after_filter(&l.as_raw_bson_ref()))
+        .unwrap_or_default();
+    match coll.find_one(filter).projection(doc! {"_id": 1}).await? {
+        None => Ok(()),
+        Some(d) => Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "the server ended the scan early: _id {} was never returned",
+                show_id(&id_of(&d))
+            ),
+        )
+        .into()),
     }
 }
 
