@@ -112,6 +112,8 @@ impl SortedScan {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
         let coll = coll.clone();
         let mut last: Option<RawBson> = after.cloned();
+        // The end check only means something when the server sorts `_id` like MongoDB.
+        let mut in_order = true;
         let reader = tokio::spawn(async move {
             loop {
                 let mut batch = Vec::with_capacity(SCAN_BATCH as usize);
@@ -120,6 +122,14 @@ impl SortedScan {
                     match cursor.advance().await {
                         Ok(true) => {
                             let d = cursor.current().to_raw_document_buf();
+                            let id = id_of(&d);
+                            if let Some(p) = &last
+                                && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
+                                    != Ordering::Less
+                            {
+                                in_order = false;
+                            }
+                            last = Some(id);
                             bytes += d.as_bytes().len();
                             batch.push(d);
                             if batch.len() >= SCAN_BATCH as usize || bytes >= READ_AHEAD_BYTES {
@@ -129,13 +139,13 @@ impl SortedScan {
                         // A server may end a scan early without an error (nx-27017 does when
                         // the cursor's connection died): make sure nothing sorts after the last
                         // document, or report the scan as cut off (retried like a dropped link).
-                        Ok(false) => break Some(ended_early(&coll, &batch, last.as_ref()).await),
+                        Ok(false) if in_order => {
+                            break Some(ended_early(&coll, last.as_ref()).await);
+                        }
+                        Ok(false) => break Some(Ok(())),
                         Err(e) => break Some(Err(e)),
                     }
                 };
-                if let Some(d) = batch.last() {
-                    last = Some(id_of(d));
-                }
                 if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
                     return;
                 }
@@ -203,10 +213,8 @@ impl SortedScan {
 /// that returned nothing).
 async fn ended_early(
     coll: &Collection<RawDocumentBuf>,
-    batch: &[RawDocumentBuf],
-    before: Option<&RawBson>,
+    last: Option<&RawBson>,
 ) -> mongodb::error::Result<()> {
-    let last = batch.last().map(|d| id_of(d)).or_else(|| before.cloned());
     let filter = last
         .map(|l| order::after_filter(&l.as_raw_bson_ref()))
         .unwrap_or_default();
