@@ -359,17 +359,12 @@ async fn sync_cmd(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
         fingerprint,
     } = start_data_run(&args.data, &args.journal, "sync").await?;
     // Target collections efs2atlas made: the same run's copy journal and this sync's own.
-    let mut owned: std::collections::BTreeSet<String> = journal
-        .sync
-        .values()
-        .filter(|c| c.created)
-        .map(|c| c.target.clone())
-        .collect();
+    let mut owned = journal.created_targets();
     if let Ok(Some(cj)) = Journal::load(std::path::Path::new(COPY_JOURNAL))
         && cj.kind == "copy"
         && cj.fingerprint == fingerprint
     {
-        owned.extend(cj.copy.collections.values().map(|p| p.target.clone()));
+        owned.extend(cj.created_targets());
     }
     let shared = SharedJournal::new(args.journal.clone(), journal, copy::JOURNAL_INTERVAL);
     shared.flush()?;

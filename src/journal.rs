@@ -161,6 +161,22 @@ impl Journal {
         })
     }
 
+    /// Target namespaces efs2atlas created, as this journal records them (copied
+    /// collections, and collections a sync created).
+    pub fn created_targets(&self) -> std::collections::BTreeSet<String> {
+        self.copy
+            .collections
+            .values()
+            .map(|p| p.target.clone())
+            .chain(
+                self.sync
+                    .values()
+                    .filter(|c| c.created)
+                    .map(|c| c.target.clone()),
+            )
+            .collect()
+    }
+
     /// Writes the journal atomically with mode 0600.
     pub fn save(&mut self, path: &Path) -> Result<()> {
         self.updated_at = now();

@@ -892,15 +892,7 @@ async fn sync_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
         "sync",
     );
     // What efs2atlas created on the target may be dropped when the source dropped it.
-    let owned = ctx
-        .journal
-        .snapshot()?
-        .copy
-        .collections
-        .values()
-        .map(|p| p.target.clone())
-        .chain(st_sync_created(&ctx.journal)?)
-        .collect();
+    let owned = ctx.journal.snapshot()?.created_targets();
     let opts = SyncOptions {
         owned,
         ..SyncOptions::default()
@@ -938,16 +930,6 @@ async fn sync_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
             r.counts.inserted, r.counts.replaced, r.counts.deleted, r.documents_compared, r.seconds
         ),
     ))
-}
-
-/// Target collections an earlier sync of this journal created.
-fn st_sync_created(j: &SharedJournal) -> Result<Vec<String>> {
-    Ok(j.snapshot()?
-        .sync
-        .values()
-        .filter(|c| c.created)
-        .map(|c| c.target.clone())
-        .collect())
 }
 
 async fn copy_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
