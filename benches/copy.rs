@@ -191,7 +191,7 @@ async fn main() {
         },
     ];
     println!(
-        "machine: {} cores; servers: nx-27017 (source and target, loopback)",
+        "machine: {} cores; servers: mongod 6.0.5 (source standalone + auth, target replica set + auth + TLS, loopback)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)

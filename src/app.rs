@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 &a.journal,
                 a.atlas_uri.clone(),
                 a.source_uri.clone(),
+                a.target_uri.clone(),
                 a.yes,
                 a.json,
             )

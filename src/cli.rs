@@ -80,7 +80,12 @@ pub struct TargetArgs {
     )]
     pub atlas_uri: String,
     /// How efs2atlas reaches the source Mongo (e.g. through a tunnel: mongodb://127.0.0.1:27017).
-    #[arg(long, value_name = "URI")]
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_SOURCE_URI",
+        hide_env_values = true
+    )]
     pub source_uri: Option<String>,
     /// The container that runs MongoDB (default: the one whose image is mongo/mongodb).
     #[arg(long, value_name = "NAME")]
@@ -294,6 +299,14 @@ pub struct ResumeArgs {
         hide_env_values = true
     )]
     pub source_uri: Option<String>,
+    /// Where efs2atlas writes, when migrate was given a --target-uri with credentials.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_TARGET_URI",
+        hide_env_values = true
+    )]
+    pub target_uri: Option<String>,
     /// Answer yes to every question.
     #[arg(long)]
     pub yes: bool,

@@ -20,7 +20,7 @@ use crate::error::{Error, Result, exit};
 use crate::journal::{Journal, SharedJournal, now};
 use crate::mongo::Mongo;
 use crate::mongo::copy::{self, CopyOptions};
-use crate::mongo::freeze;
+use crate::mongo::freeze::{self, Fence};
 use crate::mongo::ns::Selection;
 use crate::mongo::sync::{self, SyncOptions};
 use crate::mongo::verify::{self, VerifyOptions};
@@ -136,6 +136,13 @@ pub struct FreezeRecord {
     pub ended_unix: Option<f64>,
     /// True once the lock was released.
     pub released: bool,
+    /// The source's `hello.topologyVersion.processId` when it was locked: the cutover fence
+    /// checks that the same process still holds the lock.
+    #[serde(default)]
+    pub process_id: Option<String>,
+    /// True once the fence found this lock still held right before the deploy.
+    #[serde(default)]
+    pub fence_held: bool,
 }
 
 impl FreezeRecord {
@@ -188,6 +195,10 @@ pub struct MigrateState {
     /// and verify run again (also under freeze-first) before anything is deployed.
     #[serde(default)]
     pub resync: bool,
+    /// How many times the cutover fence found the freeze gone (the source restarted or was
+    /// unlocked) and froze, synced and verified again before deploying.
+    #[serde(default)]
+    pub refreezes: u32,
 }
 
 fn unix_now() -> f64 {
@@ -260,7 +271,12 @@ struct Ctx {
     drop: bool,
     freeze: FreezeMode,
     mongo: Option<(Mongo, Mongo)>,
+    /// Fence failures in this run (a source that keeps restarting stops the run).
+    refreezes: u32,
 }
+
+/// Fence failures one run rides out before it stops (nothing deployed).
+const MAX_REFREEZES: u32 = 3;
 
 impl Ctx {
     fn state(&self) -> Result<MigrateState> {
@@ -296,6 +312,53 @@ impl Ctx {
             .ok()
             .and_then(|s| s.freeze)
             .is_some_and(|f| !f.released && f.mode == FreezeMode::FsyncLock)
+    }
+
+    /// Checks that the freeze this migration took still holds: same source process, still
+    /// fsync-locked. `Holds` when there is nothing to check (no lock, or one the server never
+    /// confirmed: the user was warned and chose to go on).
+    async fn fence(&mut self) -> Result<Fence> {
+        let Some(f) = self.state()?.freeze else {
+            return Ok(Fence::Holds);
+        };
+        if f.mode != FreezeMode::FsyncLock || !f.confirmed {
+            return Ok(Fence::Holds);
+        }
+        if f.released {
+            return Ok(Fence::Broken(
+                "the source was unlocked before the cutover".into(),
+            ));
+        }
+        let (src, _) = self.mongo().await?;
+        let cancel = self.cancel.clone();
+        crate::mongo::with_retries("checking the source's write freeze", &cancel, || {
+            freeze::check(&src, f.process_id.as_deref())
+        })
+        .await
+    }
+
+    /// The freeze no longer holds: forget freeze, sync and verify so the runner does them
+    /// again (a crash from here on resumes there too) before anything is deployed.
+    fn refreeze(&mut self, why: &str) -> Result<()> {
+        self.refreezes += 1;
+        if self.refreezes > MAX_REFREEZES {
+            return Err(Error::Other(format!(
+                "{why}; the freeze was lost {MAX_REFREEZES} times in this run, so efs2atlas stopped without deploying. Find out why the source keeps restarting, then run `efs2atlas resume`"
+            )));
+        }
+        ui::notice(&format!(
+            "WARNING: {why}. Not deploying: freezing the source again, syncing what changed and verifying before the cutover."
+        ));
+        self.journal.update(true, |j| {
+            j.sync.clear();
+            let m = j.migrate.get_or_insert_with(MigrateState::default);
+            for step in ["freeze", "sync", "verify"] {
+                m.steps.remove(step);
+            }
+            m.freeze = None;
+            m.resync = true;
+            m.refreezes += 1;
+        })
     }
 
     /// Releases the source's write lock so the old app can write again (abort paths).
@@ -452,6 +515,7 @@ pub async fn migrate(global: &GlobalArgs, t: &TargetArgs, flags: &RunFlags) -> R
         drop: flags.drop,
         freeze: flags.freeze,
         mongo: None,
+        refreezes: 0,
     };
     execute(ctx, flags.json).await
 }
@@ -482,6 +546,7 @@ pub async fn resume(
     journal_path: &Path,
     atlas: Option<String>,
     source: Option<String>,
+    target: Option<String>,
     yes: bool,
     json: bool,
 ) -> Result<i32> {
@@ -548,13 +613,24 @@ pub async fn resume(
             st.source
         )));
     }
-    let target = if st.target == st.atlas {
-        atlas.clone()
-    } else if !st.target.contains("****") {
-        MongoUri::parse("journal target", &st.target)?
-    } else {
-        return Err(Error::Usage("the copy target URI has credentials and differs from the Atlas URI; resume cannot rebuild it".into()));
+    let target = match target {
+        Some(t) => MongoUri::parse("--target-uri", &t)?,
+        None if st.target == st.atlas => atlas.clone(),
+        None if !st.target.contains("****") => MongoUri::parse("journal target", &st.target)?,
+        None => {
+            return Err(Error::Usage(format!(
+                "the migration writes to {} (its --target-uri), which has credentials: set EFS2ATLAS_TARGET_URI or pass --target-uri to resume",
+                st.target
+            )));
+        }
     };
+    if target.redacted() != st.target {
+        return Err(Error::Usage(format!(
+            "the target URI {} is not the one this migration uses ({})",
+            target.redacted(),
+            st.target
+        )));
+    }
     let s = &st.settings;
     let t = TargetArgs {
         cluster: st.cluster.clone(),
@@ -609,6 +685,7 @@ pub async fn resume(
         drop: s.drop,
         freeze: s.freeze,
         mongo: None,
+        refreezes: 0,
     };
     execute(ctx, json).await
 }
@@ -618,15 +695,17 @@ async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
     ctx.cancel.on_signals();
     let journal_path = ctx.journal.path().display().to_string();
     let strategy = ctx.state()?.settings.strategy;
-    for step in steps(strategy) {
-        let done = ctx
-            .state()?
-            .steps
-            .get(*step)
-            .is_some_and(|r| r.status == "done" || r.status == "skipped");
-        if done {
-            continue;
-        }
+    // Each round runs the first unfinished step: a step may send the run back (the cutover
+    // fence forgets freeze, sync and verify when the freeze no longer holds).
+    loop {
+        let st = ctx.state()?;
+        let Some(step) = steps(strategy).iter().find(|s| {
+            st.steps
+                .get(**s)
+                .is_none_or(|r| r.status != "done" && r.status != "skipped")
+        }) else {
+            break;
+        };
         if ctx.cancel.is_cancelled() {
             return Err(interrupted(step, &journal_path, &ctx));
         }
@@ -646,6 +725,11 @@ async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
         let result = run_step(&mut ctx, step).await;
         let seconds = started.elapsed().as_secs_f64();
         match result {
+            Ok(("pending", _)) => {
+                ctx.update(|s| {
+                    s.steps.remove(*step);
+                })?;
+            }
             Ok((status, note)) => {
                 if !note.is_empty() {
                     ui::notice(&format!("{step}: {note}"));
@@ -812,19 +896,27 @@ async fn freeze_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
         .filter(|f| f.mode == FreezeMode::FsyncLock && !f.released)
     {
         // A run that died after locking: the lock is still held on the server (fsync locks
-        // survive their connection); locking again would need two unlocks.
-        return Ok((
-            "done",
-            format!("already frozen by the interrupted run ({})", f.detail),
-        ));
+        // survive their connection; locking again would need two unlocks), unless the source
+        // restarted or was unlocked meanwhile.
+        match ctx.fence().await? {
+            Fence::Holds => {
+                return Ok((
+                    "done",
+                    format!("already frozen by the interrupted run ({})", f.detail),
+                ));
+            }
+            Fence::Broken(why) => ui::notice(&format!("{why}: freezing it again")),
+        }
     }
     let (src, _) = ctx.mongo().await?;
+    let process_id = freeze::process_id(&src).await?;
     let out = freeze::lock(&src).await?;
     let rec = FreezeRecord {
         mode: FreezeMode::FsyncLock,
         confirmed: out.confirmed,
         detail: out.detail.clone(),
         started_unix: unix_now(),
+        process_id,
         ..Default::default()
     };
     ctx.update(|s| s.freeze = Some(rec))?;
@@ -993,6 +1085,11 @@ async fn verify_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
     })?;
     if !r.ok {
         eprint!("{}", ui::verify_text(&r));
+        // A source that restarted under the freeze explains a difference: freeze again.
+        if let Fence::Broken(why) = ctx.fence().await? {
+            ctx.refreeze(&format!("verify found differences and {why}"))?;
+            return Ok(("pending", String::new()));
+        }
         ctx.unfreeze("verification failed").await;
         return Err(Error::Mismatch(format!(
             "{}; nothing was deployed",
@@ -1041,14 +1138,43 @@ async fn deploy_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
         .new_task_definition
         .clone()
         .ok_or_else(|| Error::Other("no new task definition recorded".into()))?;
-    if !ui::confirm(
-        &format!("Cut over: deploy {new} to service {} now?", st.service),
-        ctx.yes,
-    )? {
-        ctx.unfreeze("the cutover was declined").await;
-        return Err(Error::Refused(
-            "cutover not confirmed; the service still runs the old revision".into(),
-        ));
+    // A resume after the service was already told to run the new revision: the cutover is
+    // under way (the old task may be gone with its source), so there is nothing to fence.
+    let under_way = ctx.world.service.task_definition_arn == new;
+    if !under_way {
+        let read_only = st
+            .freeze
+            .as_ref()
+            .filter(|f| f.mode == FreezeMode::FsyncLock && !f.released)
+            .map(|f| {
+                format!(
+                    " The app has been read-only for {} and stays so until you answer.",
+                    ui::duration(f.seconds())
+                )
+            })
+            .unwrap_or_default();
+        if !ui::confirm(
+            &format!(
+                "Cut over: deploy {new} to service {} now?{read_only}",
+                st.service
+            ),
+            ctx.yes,
+        )? {
+            ctx.unfreeze("the cutover was declined").await;
+            return Err(Error::Refused(
+                "cutover not confirmed; the service still runs the old revision".into(),
+            ));
+        }
+        // The fence: never deploy on a copy the source may have moved past.
+        if let Fence::Broken(why) = ctx.fence().await? {
+            ctx.refreeze(&why)?;
+            return Ok(("pending", String::new()));
+        }
+        ctx.update(|s| {
+            if let Some(f) = &mut s.freeze {
+                f.fence_held = f.mode == FreezeMode::FsyncLock && f.confirmed;
+            }
+        })?;
     }
     let spinner = ui::Spinner::new(ctx.progress(), "deploy");
     let r = deploy::deploy(
@@ -1153,7 +1279,8 @@ pub fn report(st: &MigrateState, journal: &str) -> serde_json::Value {
         "verify": st.results.get("verify"),
         "deploy": st.results.get("deploy"),
         "deleted": deleted,
-        "freeze": st.freeze.as_ref().map(|f| json!({"mode": f.mode, "confirmed": f.confirmed, "seconds": f.seconds(), "detail": f.detail})),
+        "freeze": st.freeze.as_ref().map(|f| json!({"mode": f.mode, "confirmed": f.confirmed, "seconds": f.seconds(), "detail": f.detail,
+            "fence_held": f.fence_held, "refreezes": st.refreezes})),
         "steps": st.steps,
         "journal": journal,
     })

@@ -660,15 +660,24 @@ pub fn migrate_report_text(r: &serde_json::Value) -> String {
         } else {
             String::new()
         };
+        let refrozen = match f["refreezes"].as_u64().unwrap_or(0) {
+            0 => String::new(),
+            n => format!(", frozen again {n}x after the source lost the lock"),
+        };
         let _ = writeln!(
             o,
-            "  writes frozen         {:.1}s{versus} ({}{})",
+            "  writes frozen         {:.1}s{versus} ({}{}{}{refrozen})",
             frozen,
             s(&f["mode"]),
             if f["confirmed"] == true {
                 ", confirmed"
             } else {
                 ", NOT confirmed by the server"
+            },
+            if f["fence_held"] == true {
+                ", still held at the cutover"
+            } else {
+                ""
             }
         );
     }
@@ -688,6 +697,22 @@ pub fn migrate_report_text(r: &serde_json::Value) -> String {
         let _ = writeln!(o, "  journal               {}", s(&r["journal"]));
     }
     o
+}
+
+/// A duration for people: `45.2s`, `3m 05s`, `1h 02m`.
+pub fn duration(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else if secs < 3600.0 {
+        format!("{}m {:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
+    } else {
+        format!(
+            "{}h {:02}m",
+            (secs / 3600.0) as u64,
+            ((secs % 3600.0) / 60.0) as u64
+        )
+    }
 }
 
 /// A journal's state as text.

@@ -391,22 +391,27 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
     }
     let tdb = dst.client.database(&it.target.db);
     if !progress.created {
-        if opts.drop {
-            tdb.collection::<Document>(&it.target.coll)
-                .drop()
-                .await
-                .map_err(|e| dst.err(format!("dropping {}", it.target), e))?;
-        }
-        if !exists(dst, &it.target).await? {
-            tdb.run_command(it.meta.create_command(&it.target.coll))
-                .await
-                .map_err(|e| {
-                    dst.err(
-                        format!("creating {} with the source's options", it.target),
-                        e,
-                    )
-                })?;
-        }
+        // Dropping and "create unless it exists" are idempotent: a dropped link retries them.
+        crate::mongo::with_retries(&format!("creating {k}"), cancel, || async {
+            if opts.drop {
+                tdb.collection::<Document>(&it.target.coll)
+                    .drop()
+                    .await
+                    .map_err(|e| dst.err(format!("dropping {}", it.target), e))?;
+            }
+            if !exists(dst, &it.target).await? {
+                tdb.run_command(it.meta.create_command(&it.target.coll))
+                    .await
+                    .map_err(|e| {
+                        dst.err(
+                            format!("creating {} with the source's options", it.target),
+                            e,
+                        )
+                    })?;
+            }
+            Ok(())
+        })
+        .await?;
         progress.created = true;
         record(journal, &k, progress.clone(), true)?;
     }
@@ -449,7 +454,12 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
         if cancel.is_cancelled() {
             return Err(interrupted());
         }
-        progress.index_errors = build_indexes(src, dst, it).await?;
+        // Building an index that already exists with the same options is a no-op: retryable.
+        progress.index_errors =
+            crate::mongo::with_retries(&format!("indexing {k}"), cancel, || {
+                build_indexes(src, dst, it)
+            })
+            .await?;
         progress.indexes_done = true;
         record(journal, &k, progress.clone(), true)?;
     }

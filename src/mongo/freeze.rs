@@ -1,6 +1,6 @@
-//! Freezing writes on the source with `fsync` + `lock`, and undoing it. A server that answers
-//! without `lockCount` did not really lock (the local nx-27017 pretends): that is reported as
-//! "not confirmed", never as frozen.
+//! Freezing writes on the source with `fsync` + `lock`, and undoing it. MongoDB answers with
+//! `lockCount`; a server that answers without it (a MongoDB-compatible one that only
+//! pretends) is reported as "not confirmed", never as frozen.
 
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
@@ -54,4 +54,60 @@ pub async fn unlock(m: &Mongo) -> Result<()> {
             )
         })?;
     Ok(())
+}
+
+/// The source server's identity, `hello.topologyVersion.processId`: new on every restart, and
+/// an fsync lock dies with its process.
+pub async fn process_id(m: &Mongo) -> Result<Option<String>> {
+    let r = m
+        .client
+        .database("admin")
+        .run_command(doc! {"hello": 1})
+        .await
+        .map_err(|e| m.err("reading its identity (hello)", e))?;
+    Ok(r.get_document("topologyVersion")
+        .ok()
+        .and_then(|t| t.get_object_id("processId").ok())
+        .map(|p| p.to_hex()))
+}
+
+/// Whether the write freeze taken earlier still holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fence {
+    /// Same server process, still fsync-locked.
+    Holds,
+    /// It does not; the sentence says why.
+    Broken(String),
+}
+
+/// Checks that the source is the process that was frozen (`frozen_process`, when recorded) and
+/// that it still holds the fsync lock (`currentOp` reports `fsyncLock: true`).
+pub async fn check(m: &Mongo, frozen_process: Option<&str>) -> Result<Fence> {
+    let now = process_id(m).await?;
+    if let (Some(was), Some(now)) = (frozen_process, now.as_deref())
+        && was != now
+    {
+        return Ok(Fence::Broken(format!(
+            "the source mongod restarted since the freeze (process {now}, frozen was {was}): its write lock died with the old process and the app may have written since"
+        )));
+    }
+    // A filter that matches no operation: the answer still says whether the lock is held.
+    let r = m
+        .client
+        .database("admin")
+        .run_command(doc! {"currentOp": 1, "opid": -1})
+        .await
+        .map_err(|e| {
+            m.err(
+                "checking that the write lock still holds (currentOp; the user needs the inprog privilege, e.g. the root or clusterMonitor role)",
+                e,
+            )
+        })?;
+    if r.get_bool("fsyncLock").unwrap_or(false) {
+        Ok(Fence::Holds)
+    } else {
+        Ok(Fence::Broken(
+            "the source is no longer write-locked (someone ran fsyncUnlock, or the server lost the lock): the app may have written since the freeze".into(),
+        ))
+    }
 }

@@ -2,8 +2,9 @@
 //! resume filter built on it.
 //!
 //! Copy, sync and verify walk collections in `_id` order. They only trust that order when the
-//! stream a server returns is strictly increasing under [`cmp`]; a server that sorts
-//! differently (the local nx-27017 sorts numbers as text) is detected, not believed.
+//! stream a server returns is strictly increasing under [`cmp`]; a collection that sorts
+//! differently (a non-simple default collation orders string `_id`s by it) is detected, not
+//! believed.
 
 use std::cmp::Ordering;
 

@@ -110,10 +110,6 @@ impl SortedScan {
             .batch_size(SCAN_BATCH)
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
-        let coll = coll.clone();
-        let mut last: Option<RawBson> = after.cloned();
-        // The end check only means something when the server sorts `_id` like MongoDB.
-        let mut in_order = true;
         let reader = tokio::spawn(async move {
             loop {
                 let mut batch = Vec::with_capacity(SCAN_BATCH as usize);
@@ -122,25 +118,11 @@ impl SortedScan {
                     match cursor.advance().await {
                         Ok(true) => {
                             let d = cursor.current().to_raw_document_buf();
-                            let id = id_of(&d);
-                            if let Some(p) = &last
-                                && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
-                                    != Ordering::Less
-                            {
-                                in_order = false;
-                            }
-                            last = Some(id);
                             bytes += d.as_bytes().len();
                             batch.push(d);
                             if batch.len() >= SCAN_BATCH as usize || bytes >= READ_AHEAD_BYTES {
                                 break None;
                             }
-                        }
-                        // A server may end a scan early without an error (nx-27017 does when
-                        // the cursor's connection died): make sure nothing sorts after the last
-                        // document, or report the scan as cut off (retried like a dropped link).
-                        Ok(false) if in_order => {
-                            break Some(ended_early(&coll, last.as_ref()).await);
                         }
                         Ok(false) => break Some(Ok(())),
                         Err(e) => break Some(Err(e)),
@@ -206,28 +188,6 @@ impl SortedScan {
     /// The document `next` returned last, handed over (it is not kept).
     pub fn take_current(&mut self) -> Option<RawDocumentBuf> {
         self.current.take()
-    }
-}
-
-/// `Err` when the collection holds a document after the scan's last one (or any, for a scan
-/// that returned nothing).
-async fn ended_early(
-    coll: &Collection<RawDocumentBuf>,
-    last: Option<&RawBson>,
-) -> mongodb::error::Result<()> {
-    let filter = last
-        .map(|l| order::after_filter(&l.as_raw_bson_ref()))
-        .unwrap_or_default();
-    match coll.find_one(filter).projection(doc! {"_id": 1}).await? {
-        None => Ok(()),
-        Some(d) => Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!(
-                "the server ended the scan early: _id {} was never returned",
-                show_id(&id_of(&d))
-            ),
-        )
-        .into()),
     }
 }
 

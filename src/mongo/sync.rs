@@ -255,8 +255,9 @@ impl<'a> Patcher<'a> {
         Ok(turned_away)
     }
 
-    /// Never deletes what the source still has: a scan that ended early without an error
-    /// (a server that forgot the cursor) would otherwise make live documents look deleted.
+    /// Never deletes what the source still has: one cheap query per batch of deletes, so a
+    /// source scan cut short in any way we did not foresee cannot make live documents look
+    /// deleted.
     async fn check_extras(&self) -> Result<()> {
         if self.extras.is_empty() {
             return Ok(());
@@ -273,7 +274,7 @@ impl<'a> Patcher<'a> {
             Some(d) => Err(Error::MongoTransient {
                 context: format!("source ({}): {context}", self.src.uri.redacted()),
                 message: format!(
-                    "the source still has _id {} although its scan did not return it (the scan ended early); comparing again from the last acknowledged batch",
+                    "the source still has _id {} although its scan did not return it; comparing again from the last acknowledged batch",
                     show_id(&id_of(&d))
                 ),
             }),

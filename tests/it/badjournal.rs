@@ -31,7 +31,11 @@ async fn bad_journals_are_refused_and_nothing_changes() {
         tokio::task::block_in_place(|| {
             s.acct.run_env(
                 &["resume", "--journal", path, "--yes"],
-                &[("EFS2ATLAS_ATLAS_URI", &uri)],
+                &[
+                    ("EFS2ATLAS_ATLAS_URI", &uri),
+                    ("EFS2ATLAS_SOURCE_URI", &s.src.uri()),
+                    ("EFS2ATLAS_TARGET_URI", &s.target_uri()),
+                ],
             )
         })
     };
@@ -88,7 +92,11 @@ async fn bad_journals_are_refused_and_nothing_changes() {
     let r = tokio::task::block_in_place(|| {
         other.run_env(
             &["resume", "--journal", &s.journal(), "--yes"],
-            &[("EFS2ATLAS_ATLAS_URI", &uri)],
+            &[
+                ("EFS2ATLAS_ATLAS_URI", &uri),
+                ("EFS2ATLAS_SOURCE_URI", &s.src.uri()),
+                ("EFS2ATLAS_TARGET_URI", &s.target_uri()),
+            ],
         )
     });
     assert_eq!(r.code, 2, "{}", r.stderr);

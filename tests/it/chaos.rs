@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::common::{Nx, account, atlas_uri, snapshot};
+use crate::common::{account, atlas_uri, snapshot};
+use crate::mongod::Mongod;
 use crate::world;
 
 /// xorshift64*: small, seeded, reproducible.
@@ -45,7 +46,7 @@ async fn one_run(i: usize, at: KillAt) -> Outcome {
         .send()
         .await
         .unwrap();
-    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
     world::seed_mongo(&src.uri()).await;
     let c = mongodb::Client::with_uri_str(src.uri()).await.unwrap();
     let docs: Vec<_> = (0..6000).map(|n| mongodb::bson::doc! {"_id": mongodb::bson::oid::ObjectId::new(), "n": n, "pad": "c".repeat(120)}).collect();
@@ -157,7 +158,11 @@ async fn one_run(i: usize, at: KillAt) -> Outcome {
         } else {
             acct.run_env(
                 &["resume", "--journal", &journal, "--yes"],
-                &[("EFS2ATLAS_ATLAS_URI", &atlas_uri())],
+                &[
+                    ("EFS2ATLAS_ATLAS_URI", &atlas_uri()),
+                    ("EFS2ATLAS_SOURCE_URI", &s_uri),
+                    ("EFS2ATLAS_TARGET_URI", &d_uri),
+                ],
             )
         }
     });

@@ -1,11 +1,10 @@
-//! Test harness: the running test world (moto + Mongo), one moto account per test, and the
-//! real binary run as a subprocess.
+//! Test harness: the running test world (moto), one moto account per test, and the real
+//! binary run as a subprocess. Real mongods for each test are in `support/mongod.rs`.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::Credentials;
@@ -165,68 +164,6 @@ impl Account {
         c.envs(extra.iter().copied());
         c.args(args);
         c.output().expect("run efs2atlas").into()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private nx-27017 Mongo server on a free loopback port, stopped on drop.
-pub struct Nx {
-    pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nx {
-    /// Starts one with in-memory storage and waits until it accepts connections.
-    pub fn start() -> Nx {
-        let exe = need("EFS2ATLAS_TEST_NX");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let data: PathBuf = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let child = Command::new(exe)
-            .args(["-p", &port.to_string(), "--host", "127.0.0.1", "--data-dir"])
-            .arg(&data)
-            .arg("--pid-file")
-            .arg(dir.path().join("nx.pid"))
-            .arg("--log-file")
-            .arg(dir.path().join("nx.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nx-27017");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nx-27017 did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nx {
-            port,
-            child,
-            _dir: dir,
-        }
-    }
-
-    /// Its URI.
-    pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,4 +1,5 @@
-//! `efs2atlas copy` and `verify` against two real nx-27017 servers.
+//! `efs2atlas copy` and `verify` against real mongods: a source like the `mongo` image and an
+//! Atlas-like target (replica set, auth, TLS).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -8,7 +9,8 @@ use mongodb::bson::{
     Binary, Bson, DateTime, Document, RawDocumentBuf, doc, oid::ObjectId, spec::BinarySubtype,
 };
 
-use crate::common::{Nx, Run, bin};
+use crate::common::{Run, bin};
+use crate::mongod::Mongod;
 
 fn run(args: &[&str]) -> Run {
     bin().args(args).output().expect("run efs2atlas").into()
@@ -39,7 +41,7 @@ async fn raw_docs(uri: &str, db: &str, coll: &str) -> BTreeMap<Vec<u8>, Vec<u8>>
     out
 }
 
-async fn assert_same(src: &Nx, dst: &Nx, db: &str, coll: &str, tdb: &str) {
+async fn assert_same(src: &Mongod, dst: &Mongod, db: &str, coll: &str, tdb: &str) {
     let a = raw_docs(&src.uri(), db, coll).await;
     let b = raw_docs(&dst.uri(), tdb, coll).await;
     assert_eq!(a.len(), b.len(), "{db}.{coll}: document counts differ");
@@ -123,7 +125,7 @@ fn journal_in(dir: &tempfile::TempDir) -> String {
 
 #[tokio::test]
 async fn copies_many_collections_exactly_and_verifies_clean() {
-    let (src, dst) = (Nx::start(), Nx::start());
+    let (src, dst) = (Mongod::source(), Mongod::target());
     let colls = seed_varied(&src.uri()).await;
     let dir = tempfile::tempdir().unwrap();
     let j = journal_in(&dir);
@@ -212,7 +214,7 @@ async fn copies_many_collections_exactly_and_verifies_clean() {
 
 #[tokio::test]
 async fn a_15_mib_document_copies() {
-    let (src, dst) = (Nx::start(), Nx::start());
+    let (src, dst) = (Mongod::source(), Mongod::target());
     let c = client(&src.uri()).await;
     let big = "z".repeat(15 * 1024 * 1024);
     let coll = c.database("big").collection::<Document>("blobs");
@@ -238,7 +240,7 @@ async fn a_15_mib_document_copies() {
 
 #[tokio::test]
 async fn refuses_a_non_empty_target_unless_dropping() {
-    let (src, dst) = (Nx::start(), Nx::start());
+    let (src, dst) = (Mongod::source(), Mongod::target());
     client(&src.uri())
         .await
         .database("app")
@@ -306,7 +308,7 @@ async fn refuses_a_non_empty_target_unless_dropping() {
 
 #[tokio::test]
 async fn namespace_filters_and_target_db() {
-    let (src, dst) = (Nx::start(), Nx::start());
+    let (src, dst) = (Mongod::source(), Mongod::target());
     seed_varied(&src.uri()).await;
     let dir = tempfile::tempdir().unwrap();
     let r = run(&[
@@ -412,7 +414,7 @@ async fn namespace_filters_and_target_db() {
 
 #[tokio::test]
 async fn verify_pinpoints_every_kind_of_tampering() {
-    let (src, dst) = (Nx::start(), Nx::start());
+    let (src, dst) = (Mongod::source(), Mongod::target());
     let s = client(&src.uri()).await;
     let docs: Vec<Document> = (0..200)
         .map(|i| doc! {"_id": format!("k{i:03}"), "n": i, "price": 5.0})
@@ -543,12 +545,17 @@ async fn verify_pinpoints_every_kind_of_tampering() {
 
 #[tokio::test]
 async fn verify_without_pinpointing_still_catches_differences() {
-    // nx sorts integer _ids as text, so per-document matching is impossible; the digest still catches it.
-    let (src, dst) = (Nx::start(), Nx::start());
+    // A case-insensitive default collation makes the server sort string _ids by it, not by
+    // MongoDB's binary order: per-document matching is impossible, the digest still catches it.
+    let (src, dst) = (Mongod::source(), Mongod::target());
     let s = client(&src.uri()).await;
     s.database("d")
+        .run_command(doc! {"create": "c", "collation": {"locale": "en", "strength": 2}})
+        .await
+        .unwrap();
+    s.database("d")
         .collection::<Document>("c")
-        .insert_many((0..300).map(|i| doc! {"_id": i, "x": 1.0}))
+        .insert_many((0..300).map(|i| doc! {"_id": mixed_case_id(i), "x": 1.0}))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -580,7 +587,7 @@ async fn verify_without_pinpointing_still_catches_differences() {
         .await
         .database("d")
         .collection::<Document>("c")
-        .update_one(doc! {"_id": 150}, doc! {"$set": {"x": 1}})
+        .update_one(doc! {"_id": mixed_case_id(150)}, doc! {"$set": {"x": 1}})
         .await
         .unwrap();
     let r = run(&[
@@ -603,15 +610,21 @@ async fn verify_without_pinpointing_still_catches_differences() {
     assert_ne!(c["source_digest"], c["target_digest"]);
 }
 
+/// String `_id`s whose case alternates: `k00000`, `K00001`, `k00002`, ... A case-insensitive
+/// collation sorts them by number, out of MongoDB's binary order ("K" < "k") from the start.
+fn mixed_case_id(i: i32) -> String {
+    format!("{}{i:05}", if i % 2 == 0 { "k" } else { "K" })
+}
+
 /// Starts a copy, waits until the journal shows `collection` part-way, then SIGKILLs it.
-fn kill_mid_collection(src: &Nx, dst: &Nx, journal: &str, collection: &str) -> u64 {
+fn kill_mid_collection(src: &Mongod, target_uri: &str, journal: &str, collection: &str) -> u64 {
     let mut child = bin()
         .args([
             "copy",
             "--source-uri",
             &src.uri(),
             "--target-uri",
-            &dst.uri(),
+            target_uri,
             "--journal",
             journal,
             "-j",
@@ -645,9 +658,9 @@ fn kill_mid_collection(src: &Nx, dst: &Nx, journal: &str, collection: &str) -> u
 
 #[tokio::test]
 async fn kill_9_mid_collection_then_rerun_converges() {
-    let (src, dst) = (Nx::start(), Nx::start());
+    let (src, dst) = (Mongod::source(), Mongod::target());
     let s = client(&src.uri()).await;
-    // ObjectId _ids: nx sorts them like MongoDB, so the rerun resumes after the last _id.
+    // ObjectId _ids in MongoDB's order: the rerun resumes after the last _id.
     let docs: Vec<Document> = (0..40_000)
         .map(|i| doc! {"_id": ObjectId::new(), "i": i, "pad": "p".repeat(64)})
         .collect();
@@ -656,9 +669,14 @@ async fn kill_9_mid_collection_then_rerun_converges() {
         .insert_many(docs)
         .await
         .unwrap();
-    // Integer _ids: nx sorts them as text, so the rerun rescans and skips what is there.
+    // String _ids under a case-insensitive collation: the server's order is not MongoDB's
+    // binary order, so the rerun rescans and skips what is there.
+    s.database("big")
+        .run_command(doc! {"create": "numbered", "collation": {"locale": "en", "strength": 2}})
+        .await
+        .unwrap();
     let docs: Vec<Document> = (0..25_000)
-        .map(|i| doc! {"_id": i, "pad": "q".repeat(64)})
+        .map(|i| doc! {"_id": mixed_case_id(i), "pad": "q".repeat(64)})
         .collect();
     s.database("big")
         .collection::<Document>("numbered")
@@ -667,10 +685,19 @@ async fn kill_9_mid_collection_then_rerun_converges() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let j = journal_in(&dir);
+    // A slow link to the target: on loopback a real mongod takes these in well under the
+    // journal's interval, too fast to kill part-way.
+    let slow = crate::tcpfault::TcpFault::start(dst.port());
+    slow.set(crate::tcpfault::Faults {
+        bytes_per_sec: Some(1_500_000),
+        ..Default::default()
+    });
+    let target = dst.uri_via(slow.port);
     for coll in ["big.events", "big.numbered"] {
-        let at = kill_mid_collection(&src, &dst, &j, coll);
+        let at = kill_mid_collection(&src, &target, &j, coll);
         assert!(at > 0);
     }
+    slow.set(crate::tcpfault::Faults::default());
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
     assert_eq!(
         v["copy"]["collections"]["big.events"]["order_trusted"], true,
@@ -685,7 +712,7 @@ async fn kill_9_mid_collection_then_rerun_converges() {
         "--source-uri",
         &src.uri(),
         "--target-uri",
-        &dst.uri(),
+        &target,
         "--journal",
         &j,
         "--json",
@@ -711,7 +738,7 @@ async fn kill_9_mid_collection_then_rerun_converges() {
 
 #[tokio::test]
 async fn a_journal_from_another_run_is_refused() {
-    let (src, dst, other) = (Nx::start(), Nx::start(), Nx::start());
+    let (src, dst, other) = (Mongod::source(), Mongod::target(), Mongod::target());
     client(&src.uri())
         .await
         .database("a")
@@ -798,15 +825,15 @@ mod faults {
 
     #[tokio::test]
     async fn copy_and_verify_ride_out_dropped_connections() {
-        let (src, dst) = (Nx::start(), Nx::start());
+        let (src, dst) = (Mongod::source(), Mongod::target());
         seed_big(&src.uri(), 20_000).await;
         // Every connection to the source dies after ~1.5 MB: the copy needs several of them.
-        let sp = TcpFault::start(src.port);
+        let sp = TcpFault::start(src.port());
         sp.set(Faults {
             drop_after_bytes: Some(1_500_000),
             ..Default::default()
         });
-        let dp = TcpFault::start(dst.port);
+        let dp = TcpFault::start(dst.port());
         dp.set(Faults {
             drop_after_bytes: Some(2_500_000),
             ..Default::default()
@@ -815,9 +842,9 @@ mod faults {
         let r = run(&[
             "copy",
             "--source-uri",
-            &sp.uri(),
+            &src.uri_via(sp.port),
             "--target-uri",
-            &dp.uri(),
+            &dst.uri_via(dp.port),
             "--journal",
             &journal_in(&dir),
             "--json",
@@ -836,9 +863,9 @@ mod faults {
         let r = run(&[
             "verify",
             "--source-uri",
-            &sp.uri(),
+            &src.uri_via(sp.port),
             "--target-uri",
-            &dp.uri(),
+            &dst.uri_via(dp.port),
             "--json",
         ]);
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -847,9 +874,9 @@ mod faults {
 
     #[tokio::test]
     async fn a_stall_is_waited_out() {
-        let (src, dst) = (Nx::start(), Nx::start());
+        let (src, dst) = (Mongod::source(), Mongod::target());
         seed_big(&src.uri(), 3000).await;
-        let sp = TcpFault::start(src.port);
+        let sp = TcpFault::start(src.port());
         sp.set(Faults {
             stall_until: Some(Instant::now() + Duration::from_secs(3)),
             ..Default::default()
@@ -858,7 +885,7 @@ mod faults {
         let r = run(&[
             "copy",
             "--source-uri",
-            &sp.uri(),
+            &src.uri_via(sp.port),
             "--target-uri",
             &dst.uri(),
             "--journal",
@@ -870,9 +897,9 @@ mod faults {
 
     #[tokio::test]
     async fn an_outage_longer_than_the_retry_budget_stops_cleanly_and_the_rerun_finishes() {
-        let (src, dst) = (Nx::start(), Nx::start());
+        let (src, dst) = (Mongod::source(), Mongod::target());
         seed_big(&src.uri(), 20_000).await;
-        let dp = TcpFault::start(dst.port);
+        let dp = TcpFault::start(dst.port());
         let dir = tempfile::tempdir().unwrap();
         let j = journal_in(&dir);
         let child = bin()
@@ -881,7 +908,7 @@ mod faults {
                 "--source-uri",
                 &src.uri(),
                 "--target-uri",
-                &dp.uri(),
+                &dst.uri_via(dp.port),
                 "--journal",
                 &j,
                 "-j",
@@ -936,7 +963,7 @@ mod faults {
             "--source-uri",
             &src.uri(),
             "--target-uri",
-            &dp.uri(),
+            &dst.uri_via(dp.port),
             "--journal",
             &j,
         ]);

@@ -1,4 +1,4 @@
-//! Integration tests against the real local services (moto, nx-27017), one binary.
+//! Integration tests against the real local services (moto, real mongod 6.0.5), one binary.
 
 mod common;
 #[path = "../support/world.rs"]
@@ -10,7 +10,10 @@ mod chaos;
 mod cleanup;
 mod data;
 mod ecs;
+mod fence;
 mod migrate;
+#[path = "../support/mongod.rs"]
+mod mongod;
 mod plan;
 mod props;
 #[path = "../support/proxy.rs"]

@@ -1,22 +1,41 @@
 //! `efs2atlas migrate`, `resume` and `status` end to end on the fixture world: moto for AWS,
-//! nx-27017 for the source Mongo and for "Atlas" (reached through --target-uri).
+//! a real mongod for the source Mongo (standalone, auth) and for "Atlas" (replica set, auth,
+//! TLS; reached through --target-uri).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{ATLAS_PASSWORD, Account, Nx, Run, account, atlas_uri, snapshot};
+use crate::common::{ATLAS_PASSWORD, Account, Run, account, atlas_uri, snapshot};
+use crate::mongod::Mongod;
 use crate::proxy::FaultProxy;
+use crate::tcpfault::{Faults, TcpFault};
 use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
 
 pub(crate) struct Setup {
     pub acct: Account,
     pub fx: Fixture,
-    pub src: Nx,
-    dst: Nx,
+    pub src: Mongod,
+    pub dst: Mongod,
+    /// The tool reaches the target through this proxy (a clean link unless a test slows it).
+    pub link: TcpFault,
     pub dir: tempfile::TempDir,
 }
 
 impl Setup {
+    /// The URI the tool writes to (through [`Setup::link`]).
+    pub fn target_uri(&self) -> String {
+        self.dst.uri_via(self.link.port)
+    }
+
+    /// Slows the link to the target so a copy of a few MB lasts seconds (on loopback a real
+    /// mongod takes it faster than a test can stop it part-way).
+    pub fn slow_link(&self) {
+        self.link.set(Faults {
+            bytes_per_sec: Some(2_000_000),
+            ..Default::default()
+        });
+    }
+
     pub fn journal(&self) -> String {
         self.dir
             .path()
@@ -35,7 +54,7 @@ impl Setup {
             "--source-uri",
             &self.src.uri(),
             "--target-uri",
-            &self.dst.uri(),
+            &self.target_uri(),
             "--journal",
             &self.journal(),
             "--deploy-timeout",
@@ -56,9 +75,14 @@ impl Setup {
 
     pub fn resume(&self) -> Run {
         let uri = atlas_uri();
+        let (src, dst) = (self.src.uri(), self.target_uri());
         self.acct.run_env(
             &["resume", "--journal", &self.journal(), "--yes", "--json"],
-            &[("EFS2ATLAS_ATLAS_URI", &uri)],
+            &[
+                ("EFS2ATLAS_ATLAS_URI", &uri),
+                ("EFS2ATLAS_SOURCE_URI", &src),
+                ("EFS2ATLAS_TARGET_URI", &dst),
+            ],
         )
     }
 
@@ -84,7 +108,7 @@ pub(crate) async fn setup(steady: bool, docs: usize) -> Setup {
             .await
             .unwrap();
     }
-    let (src, dst) = (Nx::start(), Nx::start());
+    let (src, dst) = (Mongod::source(), Mongod::target());
     world::seed_mongo(&src.uri()).await;
     if docs > 0 {
         let c = mongodb::Client::with_uri_str(src.uri()).await.unwrap();
@@ -94,17 +118,24 @@ pub(crate) async fn setup(steady: bool, docs: usize) -> Setup {
         let batch: Vec<_> = (0..docs).map(|i| mongodb::bson::doc! {"_id": mongodb::bson::oid::ObjectId::new(), "i": i as i32, "pad": "h".repeat(80)}).collect();
         coll.insert_many(batch).await.unwrap();
     }
+    let link = TcpFault::start(dst.port());
     Setup {
         acct,
         fx,
         src,
         dst,
+        link,
         dir: tempfile::tempdir().unwrap(),
     }
 }
 
-pub(crate) fn secrets() -> [&'static str; 2] {
-    [ATLAS_PASSWORD, OLD_MONGO_PASSWORD]
+pub(crate) fn secrets() -> [&'static str; 4] {
+    [
+        ATLAS_PASSWORD,
+        OLD_MONGO_PASSWORD,
+        crate::mongod::SOURCE_PASSWORD,
+        crate::mongod::TARGET_PASSWORD,
+    ]
 }
 
 /// Asserts the "after" world: service on a revision without mongo, storage gone, data equal.
@@ -189,12 +220,8 @@ async fn migrate_yes_runs_the_whole_migration() {
         m["deleted"].to_string().contains(&s.fx.file_system_id),
         "{m:#}"
     );
-    assert_eq!(m["freeze"]["confirmed"], false, "nx only pretends to lock");
-    assert!(
-        r.stderr.contains("NOT confirmed"),
-        "a loud warning: {}",
-        r.stderr
-    );
+    assert_eq!(m["freeze"]["confirmed"], true, "{m:#}");
+    assert!(!r.stderr.contains("NOT confirmed"), "{}", r.stderr);
     assert!(m["copy"]["docs"].as_u64().unwrap() >= 570);
     assert_migrated(&s).await;
 
@@ -279,7 +306,6 @@ async fn a_failed_deploy_rolls_back_and_unlocks_the_source() {
 
     // The old app writes again while the operator looks into it...
     let c = mongodb::Client::with_uri_str(s.src.uri()).await.unwrap();
-    // (A new collection: nx sorts the fixture's integer _ids as text, which sync refuses.)
     c.database("goals")
         .collection::<mongodb::bson::Document>("late")
         .insert_one(mongodb::bson::doc! {"_id": "written-after-the-rollback", "x": 1})
@@ -302,57 +328,91 @@ async fn a_failed_deploy_rolls_back_and_unlocks_the_source() {
     assert_migrated(&s).await;
 }
 
-/// Two-pass end to end: an app keeps writing during the bulk copy and stops at the freeze
-/// (nx only pretends to lock: the test plays the freeze); the sync patches the difference.
+/// Two-pass end to end: an app keeps writing during the bulk copy and on into the freeze. The
+/// real fsync lock blocks its writes (the report says confirmed); every write the source
+/// acknowledged is in the target after the run, and the target equals the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pass_migrate_catches_writes_made_during_the_copy() {
     let s = setup(true, 30_000).await;
     let mut child = spawn(&s, None);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
     let uri = s.src.uri();
-    let flag = stop.clone();
+    let (flag, log) = (stop.clone(), acked.clone());
     let writer = tokio::spawn(async move {
         let c = mongodb::Client::with_uri_str(uri).await.unwrap();
         let coll = c
             .database("goals")
             .collection::<mongodb::bson::Document>("history");
-        let mut n = 0u64;
+        let mut n = 0i64;
+        let mut blocked = false;
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
             n += 1;
-            coll.insert_one(
-                mongodb::bson::doc! {"_id": mongodb::bson::oid::ObjectId::new(), "late": n as i64},
-            )
-            .await
-            .unwrap();
-            coll.update_one(
-                mongodb::bson::doc! {"i": (n * 97 % 30_000) as i32},
-                mongodb::bson::doc! {"$set": {"edited": true}},
-            )
-            .await
-            .unwrap();
+            let write = async {
+                coll.insert_one(mongodb::bson::doc! {"_id": format!("late-{n}"), "late": n})
+                    .await?;
+                coll.update_one(
+                    mongodb::bson::doc! {"i": (n * 97 % 30_000) as i32},
+                    mongodb::bson::doc! {"$set": {"edited": n}},
+                )
+                .await
+            };
+            // Under the lock a write waits (for ever: the old source is never unlocked after
+            // a successful cutover); the writer notes that and stops.
+            match tokio::time::timeout(Duration::from_secs(5), write).await {
+                Ok(r) => {
+                    r.unwrap();
+                    log.lock().unwrap().push(n);
+                }
+                Err(_) => {
+                    blocked = true;
+                    break;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        n
+        blocked
     });
     wait_for(
         &s,
-        "the freeze",
-        |j| !j["migrate"]["steps"]["freeze"].is_null(),
+        "the sync",
+        |j| !j["migrate"]["steps"]["sync"].is_null(),
         &mut child,
     )
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = writer.await.unwrap();
     let status = tokio::task::block_in_place(|| child.wait()).unwrap();
     let log = std::fs::read_to_string(s.dir.path().join("child.log")).unwrap_or_default();
     assert!(status.success(), "{log}");
-    assert!(writes > 10, "the app wrote during the copy: {writes}");
+    let blocked = writer.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(blocked, "the freeze blocked the app's writes");
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 10,
+        "the app wrote during the copy: {}",
+        acked.len()
+    );
     let j = s.journal_json();
+    assert_eq!(j["migrate"]["freeze"]["confirmed"], true);
     let sync = &j["migrate"]["results"]["sync"];
     assert!(
         sync["inserted"].as_u64().unwrap() > 0 || sync["replaced"].as_u64().unwrap() > 0,
         "sync patched the writes made during the copy: {sync}"
     );
+    // Every acknowledged write is in the target.
+    let t = mongodb::Client::with_uri_str(s.dst.uri()).await.unwrap();
+    let th = t
+        .database("goals")
+        .collection::<mongodb::bson::Document>("history");
+    for n in &acked {
+        assert!(
+            th.find_one(mongodb::bson::doc! {"_id": format!("late-{n}")})
+                .await
+                .unwrap()
+                .is_some(),
+            "acknowledged write late-{n} is missing from the target"
+        );
+    }
     let r = s.acct.run(&["status", "--journal", &s.journal()]);
     assert!(
         r.stdout.contains("bulk copy with writes live")
@@ -408,6 +468,7 @@ pub(crate) fn spawn(s: &Setup, endpoint: Option<&str>) -> std::process::Child {
 #[tokio::test]
 async fn killed_during_copy_then_resume_converges() {
     let s = setup(true, 40_000).await;
+    s.slow_link();
     let mut child = spawn(&s, None);
     wait_for(
         &s,
@@ -475,6 +536,7 @@ async fn killed_during_cleanup_then_resume_converges() {
 #[tokio::test]
 async fn sigint_during_copy_saves_and_says_how_to_resume() {
     let s = setup(true, 40_000).await;
+    s.slow_link();
     let mut a = s.args();
     a.push("--yes".into());
     let mut c = crate::common::bin();

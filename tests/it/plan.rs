@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use crate::common::{ATLAS_PASSWORD, Account, Nx, account, atlas_uri};
+use crate::common::{ATLAS_PASSWORD, Account, account, atlas_uri};
+use crate::mongod::Mongod;
 use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
 
 async fn setup() -> (Account, Fixture) {
@@ -160,9 +161,9 @@ async fn plan_text_is_readable_and_redacted() {
 #[tokio::test]
 async fn plan_with_source_lists_databases() {
     let (acct, fx) = setup().await;
-    let nx = Nx::start();
-    world::seed_mongo(&nx.uri()).await;
-    let src = nx.uri();
+    let mongod = Mongod::source();
+    world::seed_mongo(&mongod.uri()).await;
+    let src = mongod.uri();
     let (run, v) = plan_json(&acct, &fx, &["--source-uri", &src]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let dbs = v["world"]["source"]["databases"].as_array().unwrap();

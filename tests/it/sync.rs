@@ -1,6 +1,6 @@
-//! `efs2atlas sync` on two nx-27017 servers: a writer changes the source while the bulk copy
-//! runs; then the writer stops (the local server only pretends to lock, so the test plays the
-//! freeze) and sync makes the target equal to the source byte for byte.
+//! `efs2atlas sync` on real mongods: a writer changes the source while the bulk copy runs; then
+//! the writer stops (these tests exercise `sync` alone; `migrate` tests freeze for real) and
+//! sync makes the target equal to the source byte for byte.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use mongodb::IndexModel;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
 
-use crate::common::{Nx, Run, bin};
+use crate::common::{Run, bin};
+use crate::mongod::Mongod;
 
 /// Runs efs2atlas in `dir` (where the default journals live), off the runtime's workers.
 fn run_in(dir: &std::path::Path, args: &[&str]) -> Run {
@@ -143,7 +144,7 @@ fn writer(uri: String, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> tokio::tas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_after_a_live_copy_makes_the_target_equal_byte_for_byte() {
-    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
     let dir = tempfile::tempdir().unwrap();
     seed(&src.uri(), 6000).await;
     let (s, t) = (src.uri(), dst.uri());
@@ -244,7 +245,7 @@ async fn sync_after_a_live_copy_makes_the_target_equal_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapped_unique_values_are_resolved_not_reported() {
-    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
     let dir = tempfile::tempdir().unwrap();
     seed(&src.uri(), 3000).await;
     let (s, t) = (src.uri(), dst.uri());
@@ -317,7 +318,7 @@ async fn swapped_unique_values_are_resolved_not_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_sync_then_rerun_converges() {
-    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
     let dir = tempfile::tempdir().unwrap();
     seed(&src.uri(), 3000).await;
     let (s, t) = (src.uri(), dst.uri());
@@ -395,11 +396,17 @@ async fn kill_9_during_sync_then_rerun_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_refuses_a_server_that_does_not_sort_ids_like_mongodb() {
-    // nx-27017 sorts integer _ids as text (1, 10, 11, ..., 2): a merge cannot match them.
-    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    // A case-insensitive default collation makes the server sort string _ids by it ("k001",
+    // "K002", "k003"), not in MongoDB's binary order ("K" < "k"): a merge cannot match them.
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
     let dir = tempfile::tempdir().unwrap();
-    let c = db(&src.uri()).await.collection::<Document>("ints");
-    c.insert_many((1..=30).map(|i| doc! {"_id": i, "v": i}))
+    let d = db(&src.uri()).await;
+    d.run_command(doc! {"create": "ints", "collation": {"locale": "en", "strength": 2}})
+        .await
+        .unwrap();
+    let c = d.collection::<Document>("ints");
+    let id = |i: i32| format!("{}{i:03}", if i % 2 == 0 { "k" } else { "K" });
+    c.insert_many((1..=30).map(|i| doc! {"_id": id(i), "v": i}))
         .await
         .unwrap();
     let (s, t) = (src.uri(), dst.uri());
@@ -408,7 +415,7 @@ async fn sync_refuses_a_server_that_does_not_sort_ids_like_mongodb() {
         &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
     );
     assert_eq!(copy.code, 0, "{}", copy.stderr);
-    c.update_one(doc! {"_id": 5}, doc! {"$set": {"v": -5}})
+    c.update_one(doc! {"_id": id(5)}, doc! {"$set": {"v": -5}})
         .await
         .unwrap();
     let r = run_in(
@@ -427,7 +434,7 @@ async fn sync_refuses_a_server_that_does_not_sort_ids_like_mongodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
     use crate::tcpfault::{Faults, TcpFault};
-    let (src, dst) = tokio::task::block_in_place(|| (Nx::start(), Nx::start()));
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
     let dir = tempfile::tempdir().unwrap();
     seed(&src.uri(), 3000).await;
     let (s, t) = (src.uri(), dst.uri());
@@ -450,12 +457,12 @@ async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
         .unwrap();
     // Every connection dies after a few MB: the sync needs several, and must not start over
     // each time (a restart from scratch would never get through 6 MB of source documents).
-    let sp = TcpFault::start(src.port);
+    let sp = TcpFault::start(src.port());
     sp.set(Faults {
         drop_after_bytes: Some(1_000_000),
         ..Default::default()
     });
-    let dp = TcpFault::start(dst.port);
+    let dp = TcpFault::start(dst.port());
     dp.set(Faults {
         drop_after_bytes: Some(1_500_000),
         ..Default::default()
@@ -465,9 +472,9 @@ async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
         &[
             "sync",
             "--source-uri",
-            &sp.uri(),
+            &src.uri_via(sp.port),
             "--target-uri",
-            &dp.uri(),
+            &dst.uri_via(dp.port),
             "--json",
             "-v",
         ],

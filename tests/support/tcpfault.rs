@@ -17,6 +17,10 @@ pub struct Faults {
     pub stall_until: Option<Instant>,
     /// Close new connections at once until this moment.
     pub refuse_until: Option<Instant>,
+    /// Hold every chunk this long (either direction): a slow link.
+    pub delay: Option<std::time::Duration>,
+    /// Pass at most this many bytes per second per connection and direction.
+    pub bytes_per_sec: Option<u64>,
 }
 
 /// The running proxy; stops when dropped.
@@ -77,11 +81,6 @@ impl TcpFault {
         }
     }
 
-    /// The URI to give the tool.
-    pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
-    }
-
     /// Changes the faults.
     pub fn set(&self, f: Faults) {
         *self.faults.lock().unwrap() = f;
@@ -114,13 +113,13 @@ async fn relay(
             n = cr.read(&mut cbuf) => {
                 let n = n?;
                 if n == 0 { return Ok(()); }
-                stall(&faults).await;
+                stall(&faults, n).await;
                 sw.write_all(&cbuf[..n]).await?;
             }
             n = sr.read(&mut sbuf) => {
                 let n = n?;
                 if n == 0 { return Ok(()); }
-                stall(&faults).await;
+                stall(&faults, n).await;
                 let limit = faults.lock().unwrap().drop_after_bytes;
                 if let Some(limit) = limit
                     && down + n >= limit
@@ -137,12 +136,19 @@ async fn relay(
     }
 }
 
-async fn stall(faults: &Arc<Mutex<Faults>>) {
-    let until = faults.lock().unwrap().stall_until;
-    if let Some(t) = until {
+/// Waits as the faults say before `n` bytes go on.
+async fn stall(faults: &Arc<Mutex<Faults>>, n: usize) {
+    let f = faults.lock().unwrap().clone();
+    if let Some(t) = f.stall_until {
         let now = Instant::now();
         if t > now {
             tokio::time::sleep(t - now).await;
         }
+    }
+    if let Some(d) = f.delay {
+        tokio::time::sleep(d).await;
+    }
+    if let Some(rate) = f.bytes_per_sec.filter(|r| *r > 0) {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
     }
 }
