@@ -337,6 +337,25 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
             format!("service {} is {}, not ACTIVE", svc.name, svc.status),
         ));
     }
+    // One source, and only one: each task runs its own mongod on the same EFS.
+    if svc.desired_count != 1 || svc.running_count != 1 {
+        let scale = format!(
+            "scale it to exactly one task (aws ecs update-service --cluster {} --service {} --desired-count 1), wait until it is steady (aws ecs wait services-stable), and run again",
+            svc.cluster, svc.name
+        );
+        let message = if svc.running_count == 0 && svc.desired_count <= 1 {
+            format!(
+                "service {} runs no task (desired {}, running 0): there is no mongod to copy from; {scale}",
+                svc.name, svc.desired_count
+            )
+        } else {
+            format!(
+                "service {} runs {} tasks with container {} (desired {}): several mongods on one EFS, so which one holds the data, and is it intact? {scale}",
+                svc.name, svc.running_count, mongo.name, svc.desired_count
+            )
+        };
+        blockers.push(finding("not-one-source", &svc.arn, message));
+    }
     if svc.deployments.len() > 1 {
         blockers.push(finding(
             "deployment-in-progress",
@@ -1479,6 +1498,30 @@ mod tests {
         ));
         let p = plan(&w, &opts("mongodb+srv://app:pw@c0.x.mongodb.net/")).unwrap();
         assert_eq!(codes(&p.blockers), ["no-database-name"]);
+    }
+
+    #[test]
+    fn exactly_one_task_runs_the_source() {
+        for (desired, running, says) in [
+            (2, 2, "runs 2 tasks"),
+            (1, 2, "runs 2 tasks"),
+            (0, 0, "runs no task"),
+            (1, 0, "runs no task"),
+        ] {
+            let mut w = seed_world();
+            w.service.desired_count = desired;
+            w.service.running_count = running;
+            let p = plan(&w, &opts(ATLAS)).unwrap();
+            assert_eq!(
+                codes(&p.blockers),
+                ["not-one-source"],
+                "{desired}/{running}"
+            );
+            assert!(!p.ready);
+            let m = &p.blockers[0].message;
+            assert!(m.contains(says) && m.contains("--desired-count 1"), "{m}");
+        }
+        assert!(plan(&seed_world(), &opts(ATLAS)).unwrap().ready);
     }
 
     #[test]

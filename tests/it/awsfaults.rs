@@ -77,7 +77,7 @@ const TRANSIENT: &[(&str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_aws_faults_at_every_step_are_retried_and_the_migration_completes() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     let proxy = FaultProxy::start(&crate::common::moto()).await;
     for (m, how) in TRANSIENT {
         match *how {
@@ -121,7 +121,7 @@ async fn transient_aws_faults_at_every_step_are_retried_and_the_migration_comple
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_aws_error_stops_the_run_naming_the_call_and_resume_finishes() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     let proxy = FaultProxy::start(&crate::common::moto()).await;
     proxy.inject_json_error("RegisterTaskDefinition", 1000, 400, "AccessDeniedException");
     let r = migrate_via(&s, &proxy, &[]);
@@ -170,7 +170,7 @@ async fn a_permanent_aws_error_stops_the_run_naming_the_call_and_resume_finishes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_in_cleanup_names_the_resource_and_keeps_the_rest() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     let proxy = FaultProxy::start(&crate::common::moto()).await;
     proxy.inject_efs_error(
         "DELETE /2015-02-01/file-systems/",

@@ -7,7 +7,7 @@ use crate::proxy::FaultProxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_journals_are_refused_and_nothing_changes() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     // A real unfinished journal: the run stops at register (permission denied).
     let proxy = FaultProxy::start(&crate::common::moto()).await;
     proxy.inject_json_error("RegisterTaskDefinition", 1000, 400, "AccessDeniedException");

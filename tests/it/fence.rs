@@ -40,7 +40,7 @@ async fn in_target(s: &Setup, id: &str) -> bool {
 
 /// Runs migrate with --yes, restarts the source and writes once `step` is running.
 async fn restart_during(step: &str) {
-    let mut s = setup(true, 40_000).await;
+    let mut s = setup(40_000).await;
     s.slow_link();
     let mut child = spawn(&s, None);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -198,7 +198,7 @@ impl Pty {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_restart_at_the_cutover_question_freezes_syncs_and_asks_again() {
-    let mut s = setup(true, 2000).await;
+    let mut s = setup(2000).await;
     let mut pty = Pty::start(&s);
     pty.expect("with the plan above?").await;
     pty.send("y");

@@ -95,19 +95,11 @@ impl Setup {
     }
 }
 
-pub(crate) async fn setup(steady: bool, docs: usize) -> Setup {
+/// The fixture with its one mongo task running, and `docs` more documents in the source.
+pub(crate) async fn setup(docs: usize) -> Setup {
     let acct = account().await;
     let fx = world::build(&acct.conf, "goals").await;
-    if steady {
-        aws_sdk_ecs::Client::new(&acct.conf)
-            .update_service()
-            .cluster(&fx.cluster)
-            .service(&fx.service)
-            .desired_count(1)
-            .send()
-            .await
-            .unwrap();
-    }
+    world::scale(&acct.conf, &fx, 1).await;
     let (src, dst) = (Mongod::source(), Mongod::target());
     world::seed_mongo(&src.uri()).await;
     if docs > 0 {
@@ -127,6 +119,18 @@ pub(crate) async fn setup(steady: bool, docs: usize) -> Setup {
         link,
         dir: tempfile::tempdir().unwrap(),
     }
+}
+
+/// A proxy in front of moto under which the service never gets steady on the revision
+/// efs2atlas registers: DescribeServices reports no running task while the service runs it.
+pub(crate) async fn never_steady(s: &Setup) -> FaultProxy {
+    let proxy = FaultProxy::start(&crate::common::moto()).await;
+    let (base, rev) = s.fx.task_definition_arn.rsplit_once(':').unwrap();
+    let next = format!("{base}:{}\"", rev.parse::<i32>().unwrap() + 1);
+    for from in ["\"runningCount\": 1", "\"runningCount\":1"] {
+        proxy.rewrite("DescribeServices", &next, from, &from.replace('1', "0"));
+    }
+    proxy
 }
 
 pub(crate) fn secrets() -> [&'static str; 4] {
@@ -203,7 +207,7 @@ pub(crate) async fn assert_migrated(s: &Setup) {
 
 #[tokio::test]
 async fn migrate_yes_runs_the_whole_migration() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     let r = s.migrate(&["--yes", "--json"]);
     r.assert_no_secret(&secrets());
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -239,7 +243,7 @@ async fn migrate_yes_runs_the_whole_migration() {
 
 #[tokio::test]
 async fn dry_run_and_missing_yes_change_nothing() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     let before = snapshot(&s.acct.conf).await;
     let r = s.migrate(&["--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -264,17 +268,26 @@ async fn dry_run_and_missing_yes_change_nothing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_deploy_rolls_back_and_unlocks_the_source() {
     // Not steady: moto keeps running < desired, so the new revision never settles.
-    let s = setup(false, 0).await;
+    let s = setup(0).await;
+    let proxy = never_steady(&s).await;
     let mut a = s.args();
     let i = a.iter().position(|x| x == "20s").unwrap();
     a[i] = "2s".into();
     a.extend(["--yes".to_string()]);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let uri = atlas_uri();
-    let r = s.acct.run_env(&a, &[("EFS2ATLAS_ATLAS_URI", &uri)]);
+    let r = tokio::task::block_in_place(|| {
+        s.acct.run_env(
+            &a,
+            &[
+                ("EFS2ATLAS_ATLAS_URI", &uri),
+                ("AWS_ENDPOINT_URL", &proxy.url),
+            ],
+        )
+    });
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr.contains("rolled back") && r.stderr.contains("source unlocked"),
@@ -312,15 +325,8 @@ async fn a_failed_deploy_rolls_back_and_unlocks_the_source() {
         .await
         .unwrap();
     // ...then fixes the service and resumes: the copy catches up before anything deploys.
-    aws_sdk_ecs::Client::new(&s.acct.conf)
-        .update_service()
-        .cluster(&s.fx.cluster)
-        .service(&s.fx.service)
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
-    let r = s.resume();
+    drop(proxy);
+    let r = tokio::task::block_in_place(|| s.resume());
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("freezing it again"), "{}", r.stderr);
     let m = &r.json()["migration"];
@@ -333,7 +339,7 @@ async fn a_failed_deploy_rolls_back_and_unlocks_the_source() {
 /// acknowledged is in the target after the run, and the target equals the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pass_migrate_catches_writes_made_during_the_copy() {
-    let s = setup(true, 30_000).await;
+    let s = setup(30_000).await;
     let mut child = spawn(&s, None);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
@@ -467,7 +473,7 @@ pub(crate) fn spawn(s: &Setup, endpoint: Option<&str>) -> std::process::Child {
 
 #[tokio::test]
 async fn killed_during_copy_then_resume_converges() {
-    let s = setup(true, 40_000).await;
+    let s = setup(40_000).await;
     s.slow_link();
     let mut child = spawn(&s, None);
     wait_for(
@@ -499,7 +505,7 @@ async fn killed_during_copy_then_resume_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_during_cleanup_then_resume_converges() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     // AWS holds on to the security group for a while: the run is still retrying when killed.
     let proxy = FaultProxy::start(&crate::common::moto()).await;
     proxy.inject_ec2_error("Action=DeleteSecurityGroup", 1000, "DependencyViolation");
@@ -535,7 +541,7 @@ async fn killed_during_cleanup_then_resume_converges() {
 
 #[tokio::test]
 async fn sigint_during_copy_saves_and_says_how_to_resume() {
-    let s = setup(true, 40_000).await;
+    let s = setup(40_000).await;
     s.slow_link();
     let mut a = s.args();
     a.push("--yes".into());
@@ -586,7 +592,7 @@ async fn sigint_during_copy_saves_and_says_how_to_resume() {
 
 #[tokio::test]
 async fn a_second_run_on_the_same_journal_is_refused_and_named() {
-    let s = setup(true, 40_000).await;
+    let s = setup(40_000).await;
     let mut child = spawn(&s, None);
     wait_for(
         &s,
@@ -668,28 +674,22 @@ async fn signal_when(
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_deploy_wait_then_resume() {
     // Not steady yet: the deploy waits; SIGTERM stops the wait (the deployment itself goes on in ECS).
-    let s = setup(false, 0).await;
+    let s = setup(0).await;
+    let proxy = never_steady(&s).await;
     signal_when(
         &s,
         "-TERM",
         "the deploy wait",
         |j| j["migrate"]["steps"]["deploy"]["status"] == "running",
-        None,
+        Some(&proxy.url),
         &["--deploy-timeout", "60s"],
     )
     .await;
-    aws_sdk_ecs::Client::new(&s.acct.conf)
-        .update_service()
-        .cluster(&s.fx.cluster)
-        .service(&s.fx.service)
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
-    let r = s.resume();
+    drop(proxy);
+    let r = tokio::task::block_in_place(|| s.resume());
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_migrated(&s).await;
 }
@@ -697,7 +697,7 @@ async fn sigterm_during_the_deploy_wait_then_resume() {
 // The proxy lives in this process: a blocking wait must not stall its runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_cleanup_then_resume() {
-    let s = setup(true, 0).await;
+    let s = setup(0).await;
     let proxy = FaultProxy::start(&crate::common::moto()).await;
     proxy.inject_ec2_error("Action=DeleteSecurityGroup", 1000, "DependencyViolation");
     signal_when(
@@ -724,7 +724,7 @@ async fn a_signal_at_every_step_stops_cleanly_then_resume_finishes() {
     let runs = steps.iter().enumerate().map(|(i, step)| {
         let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
         tokio::spawn(async move {
-            let s = setup(true, 3000).await;
+            let s = setup(3000).await;
             let proxy = FaultProxy::start(&crate::common::moto()).await;
             proxy.add_latency("", Duration::from_millis(40));
             let mut child = spawn(&s, Some(&proxy.url));

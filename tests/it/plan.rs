@@ -6,10 +6,47 @@ use crate::common::{ATLAS_PASSWORD, Account, account, atlas_uri};
 use crate::mongod::Mongod;
 use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
 
+/// The fixture with its one mongo task running.
 async fn setup() -> (Account, Fixture) {
     let acct = account().await;
     let fx = world::build(&acct.conf, "goals").await;
+    world::scale(&acct.conf, &fx, 1).await;
     (acct, fx)
+}
+
+#[tokio::test]
+async fn several_tasks_or_none_block_with_the_reason() {
+    let (acct, fx) = setup().await;
+    let src = Mongod::source();
+    for (n, says) in [(2, "runs 2 tasks"), (0, "runs no task")] {
+        world::scale(&acct.conf, &fx, n).await;
+        let (r, v) = plan_json(&acct, &fx, &[]);
+        assert_eq!(r.code, 3, "{n} tasks: {}", r.stderr);
+        assert_eq!(v["plan"]["ready"], false);
+        let b = v["plan"]["blockers"].to_string();
+        assert!(
+            b.contains("not-one-source") && b.contains(says) && b.contains("--desired-count 1"),
+            "{b}"
+        );
+        // migrate refuses the same way, and changes nothing.
+        let uri = atlas_uri();
+        let r = acct.run_env(
+            &[
+                "migrate",
+                "--cluster",
+                &fx.cluster,
+                "--service",
+                &fx.service,
+                "--yes",
+            ],
+            &[
+                ("EFS2ATLAS_ATLAS_URI", &uri),
+                ("EFS2ATLAS_SOURCE_URI", &src.uri()),
+            ],
+        );
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(r.stderr.contains(says), "{}", r.stderr);
+    }
 }
 
 fn plan_json(acct: &Account, fx: &Fixture, extra: &[&str]) -> (crate::common::Run, Value) {

@@ -26,11 +26,26 @@ pub struct Rule {
     pub delay: Duration,
 }
 
+/// A change to forwarded answers: in the body of an answer to a matching request that
+/// contains `when`, every `from` becomes `to`.
+#[derive(Clone, Debug)]
+pub struct Rewrite {
+    /// Substring of the request summary (as for [`Rule::matches`]).
+    pub matches: String,
+    /// Only answers whose body contains this.
+    pub when: String,
+    /// Text replaced.
+    pub from: String,
+    /// Its replacement.
+    pub to: String,
+}
+
 /// The running proxy.
 pub struct FaultProxy {
     /// Its base URL (use as AWS_ENDPOINT_URL).
     pub url: String,
     rules: Arc<Mutex<Vec<Rule>>>,
+    rewrites: Arc<Mutex<Vec<Rewrite>>>,
     seen: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -51,19 +66,21 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
+        let rewrites: Arc<Mutex<Vec<Rewrite>>> = Arc::default();
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (r, s) = (rules.clone(), seen.clone());
+        let (r, w, s) = (rules.clone(), rewrites.clone(), seen.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (r, s, up) = (r.clone(), s.clone(), up.clone());
+                let (r, w, s, up) = (r.clone(), w.clone(), s.clone(), up.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, &up, r, s).await;
+                    let _ = serve(conn, &up, r, w, s).await;
                 });
             }
         });
         FaultProxy {
             url,
             rules,
+            rewrites,
             seen,
             task,
         }
@@ -148,6 +165,16 @@ impl FaultProxy {
         });
     }
 
+    /// Rewrites answers from now on (see [`Rewrite`]).
+    pub fn rewrite(&self, matches: &str, when: &str, from: &str, to: &str) {
+        self.rewrites.lock().unwrap().push(Rewrite {
+            matches: matches.into(),
+            when: when.into(),
+            from: from.into(),
+            to: to.into(),
+        });
+    }
+
     /// Every request summary seen so far that contains `matches`.
     pub fn count(&self, matches: &str) -> usize {
         self.seen
@@ -176,6 +203,32 @@ async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
+/// A whole HTTP answer with its body rewritten and its Content-Length set to match.
+fn rewritten(resp: &[u8], changes: &[Rewrite]) -> Vec<u8> {
+    let Some(i) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return resp.to_vec();
+    };
+    let head = String::from_utf8_lossy(&resp[..i]).to_string();
+    let mut body = String::from_utf8_lossy(&resp[i + 4..]).to_string();
+    for w in changes {
+        if body.contains(&w.when) {
+            body = body.replace(&w.from, &w.to);
+        }
+    }
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
+}
+
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -187,6 +240,7 @@ async fn serve(
     mut conn: TcpStream,
     up: &str,
     rules: Arc<Mutex<Vec<Rule>>>,
+    rewrites: Arc<Mutex<Vec<Rewrite>>>,
     seen: Arc<Mutex<Vec<String>>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
@@ -259,6 +313,16 @@ async fn serve(
         upstream.write_all(&request[head_len..]).await?;
         let mut resp = Vec::new();
         upstream.read_to_end(&mut resp).await?;
+        let changes: Vec<Rewrite> = rewrites
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| summary.contains(&w.matches))
+            .cloned()
+            .collect();
+        if !changes.is_empty() {
+            resp = rewritten(&resp, &changes);
+        }
         let resp_head = String::from_utf8_lossy(&resp[..resp.len().min(4096)]).to_string();
         let has_len = header(&resp_head, "content-length").is_some();
         conn.write_all(&resp).await?;

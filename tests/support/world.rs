@@ -342,6 +342,18 @@ pub async fn build(conf: &SdkConfig, prefix: &str) -> Fixture {
     }
 }
 
+/// Sets the service's desired count (moto then reports that many running: its tasks "run").
+pub async fn scale(conf: &SdkConfig, fx: &Fixture, n: i32) {
+    aws_sdk_ecs::Client::new(conf)
+        .update_service()
+        .cluster(&fx.cluster)
+        .service(&fx.service)
+        .desired_count(n)
+        .send()
+        .await
+        .expect("update_service desired_count");
+}
+
 /// Security groups in the fixture's VPC (id, name).
 pub async fn security_groups(conf: &SdkConfig, vpc_id: &str) -> Vec<(String, String)> {
     let ec2 = aws_sdk_ec2::Client::new(conf);
