@@ -851,6 +851,9 @@ async fn preflight(ctx: &mut Ctx) -> Result<(&'static str, String)> {
             src.uri.redacted()
         )));
     }
+    if ctx.freeze == FreezeMode::FsyncLock {
+        crate::mongo::access::check_source_can_freeze(&src).await?;
+    }
     copy::check_targets(&dst, &items, &ctx.journal, ctx.drop).await?;
     let docs: u64 = items.iter().map(|i| i.estimated_docs).sum();
     let size: i64 = src.list_databases().await?.iter().filter_map(|d| d.1).sum();

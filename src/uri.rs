@@ -29,6 +29,19 @@ const SECRET_OPTIONS: &[&str] = &["authmechanismproperties", "tlscertificatekeyf
 const USERINFO_RESERVED: &[char] = &[':', '/', '?', '#', '[', ']', '@'];
 
 impl MongoUri {
+    /// True when the URI asks for TLS (`tls=true`/`ssl=true`, or `mongodb+srv`, where it is
+    /// the default).
+    pub fn tls_requested(&self) -> bool {
+        let on = |v: &str| v.eq_ignore_ascii_case("true");
+        let explicit = self.query.as_deref().and_then(|q| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.eq_ignore_ascii_case("tls") || k.eq_ignore_ascii_case("ssl")).then(|| on(v))
+            })
+        });
+        explicit.unwrap_or(self.scheme == "mongodb+srv")
+    }
+
     /// Parses `text`; `what` names the flag in errors (e.g. `--atlas-uri`).
     pub fn parse(what: &str, text: &str) -> Result<Self, Error> {
         let bad = |why: String| Error::Usage(format!("{what} is not a valid MongoDB URI: {why}"));
@@ -221,6 +234,17 @@ pub fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_asked_for_explicitly_or_by_srv() {
+        let t = |u: &str| MongoUri::parse("x", u).unwrap().tls_requested();
+        assert!(t("mongodb+srv://a:b@c0.x.mongodb.net/"));
+        assert!(!t("mongodb+srv://a:b@c0.x.mongodb.net/?tls=false"));
+        assert!(t("mongodb://h:1/?replicaSet=rs0&tls=true&tlsCAFile=/ca.pem"));
+        assert!(t("mongodb://h:1/?SSL=TRUE"));
+        assert!(!t("mongodb://h:1/?replicaSet=rs0"));
+        assert!(!t("mongodb://h:1"));
+    }
 
     #[test]
     fn parses_atlas_srv_uri() {

@@ -188,14 +188,19 @@ pub async fn select(src: &Mongo, sel: &Selection) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-/// Refuses to write into target collections that already hold documents, unless `--drop`
-/// or this journal already started them.
+/// Proves the target user may create, write, index and drop in every target database, then
+/// refuses to write into target collections that already hold documents, unless `--drop` or
+/// this journal already started them.
 pub async fn check_targets(
     dst: &Mongo,
     items: &[Item],
     journal: &SharedJournal,
     drop: bool,
 ) -> Result<()> {
+    let mut dbs: Vec<String> = items.iter().map(|i| i.target.db.clone()).collect();
+    dbs.sort();
+    dbs.dedup();
+    crate::mongo::access::check_target_can_write(dst, &dbs).await?;
     let j = journal.snapshot()?;
     let mut busy = Vec::new();
     for it in items {
@@ -720,7 +725,13 @@ async fn insert_batch(
     docs: Vec<RawDocumentBuf>,
     live: bool,
 ) -> Result<()> {
-    let err = match coll.insert_many(&docs).ordered(false).await {
+    let err = match coll
+        .insert_many(&docs)
+        .ordered(false)
+        // Documents the source holds go over as they are, even ones its validator would now refuse.
+        .bypass_document_validation(true)
+        .await
+    {
         Ok(_) => return Ok(()),
         Err(e) => e,
     };

@@ -1,6 +1,7 @@
 //! MongoDB access: connecting with short timeouts, and the raw metadata commands that copy,
 //! verify and discovery share.
 
+pub mod access;
 pub mod copy;
 pub mod freeze;
 pub mod meta;
@@ -59,13 +60,16 @@ impl Mongo {
             uri: uri.clone(),
             role,
         };
-        m.client.database("admin").run_command(doc! {"ping": 1}).await.map_err(|e| Error::Mongo {
-            context: format!("{role} {} is not reachable", uri.redacted()),
-            message: format!(
-                "{}. Check the address and credentials; a Mongo container inside a VPC is usually reached through a tunnel (e.g. `aws ssm start-session ... AWS-StartPortForwardingSessionToRemoteHost`) and --source-uri mongodb://127.0.0.1:PORT",
-                scrub_err(uri, &e)
-            ),
-        })?;
+        m.client
+            .database("admin")
+            .run_command(doc! {"ping": 1})
+            .await
+            .map_err(|e| Error::Mongo {
+                context: format!("{role} {}", uri.redacted()),
+                message: diagnose(role, uri, &e).unwrap_or_else(|| {
+                    format!("{}; check the address and credentials", describe(uri, &e))
+                }),
+            })?;
         Ok(m)
     }
 
@@ -77,7 +81,7 @@ impl Mongo {
             self.uri.redacted(),
             context.into()
         );
-        let message = describe(&self.uri, &e);
+        let message = diagnose(self.role, &self.uri, &e).unwrap_or_else(|| describe(&self.uri, &e));
         if is_transient(&e) {
             Error::MongoTransient { context, message }
         } else {
@@ -269,12 +273,104 @@ pub fn scrub_err(uri: &MongoUri, e: &impl std::fmt::Display) -> String {
     scrub_text(uri, &e.to_string())
 }
 
+/// One sentence for the failures an operator fixes in the URI or the user's roles (login,
+/// TLS, address, privileges), saying which side and what to do; `None` for anything else.
+pub fn diagnose(role: &str, uri: &MongoUri, e: &mongodb::error::Error) -> Option<String> {
+    use mongodb::error::ErrorKind;
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let flag = format!("--{role}-uri");
+    let hosts = &uri.hosts;
+    let user = uri.user.as_deref().unwrap_or("(none)");
+    let code = match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    };
+    let tunnel = if role == "source" {
+        "; a mongo container inside a VPC is reached through a tunnel (e.g. `aws ssm start-session ... AWS-StartPortForwardingSessionToRemoteHost`) and --source-uri mongodb://127.0.0.1:PORT"
+    } else {
+        ""
+    };
+    let sentence = if matches!(e.kind.as_ref(), ErrorKind::Authentication { .. })
+        || code == Some(18)
+        || lower.contains("authentication failed")
+    {
+        format!(
+            "the {role} server rejected the login of user {user}: wrong user name or password, or the user is defined in another database than the URI's authSource; fix the credentials in {flag}"
+        )
+    } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        format!(
+            "the {role} server's TLS certificate is not signed by a CA this machine trusts (UnknownIssuer); for a private CA add tlsCAFile=/path/to/ca.pem to {flag}"
+        )
+    } else if lower.contains("invalid peer certificate") {
+        let why = lower
+            .split("invalid peer certificate:")
+            .nth(1)
+            .map(|r| {
+                r.split(['"', ',', '}'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        format!(
+            "the {role} server's TLS certificate was rejected ({why}); check the host name in {flag} and the server's certificate"
+        )
+    } else if code == Some(13) || lower.contains("not authorized") {
+        let what = match e.kind.as_ref() {
+            ErrorKind::Command(c) => c.message.clone(),
+            _ => describe(uri, e),
+        };
+        format!(
+            "the {role} user {user} lacks a privilege ({}); give it the roles efs2atlas needs (see docs/guide.md: source root, or hostManager + clusterMonitor + readAnyDatabase; target readWriteAnyDatabase + dbAdminAnyDatabase + clusterMonitor)",
+            scrub_text(uri, &what)
+        )
+    } else if lower.contains("connection refused") {
+        format!(
+            "nothing accepts connections at {hosts} (connection refused); check the host and port in {flag}{tunnel}"
+        )
+    } else if !uri.tls_requested()
+        && [
+            "connection reset",
+            "unexpected end of file",
+            "early eof",
+            "broken pipe",
+            "connection closed",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        format!(
+            "the {role} server at {hosts} closed the connection at once: it probably requires TLS (Atlas always does); add tls=true to {flag} (and tlsCAFile= for a private CA)"
+        )
+    } else if lower.contains("failed to lookup address")
+        || lower.contains("name or service not known")
+        || lower.contains("no record found")
+        || lower.contains("dns")
+    {
+        format!("the {role} host in {flag} ({hosts}) does not resolve; check its spelling{tunnel}")
+    } else if matches!(e.kind.as_ref(), ErrorKind::ServerSelection { .. })
+        && (lower.contains("timed out") || lower.contains("timeout"))
+    {
+        format!(
+            "no {role} server answered at {hosts} in time; check the address in {flag} and that the network lets this machine reach it{tunnel}"
+        )
+    } else {
+        return None;
+    };
+    Some(scrub_text(uri, &sentence))
+}
+
 /// A driver error as one readable sentence (the driver's Display lists internal fields).
 pub fn describe(uri: &MongoUri, e: &mongodb::error::Error) -> String {
     use mongodb::error::ErrorKind;
     let text = match e.kind.as_ref() {
         ErrorKind::Io(io) => format!("connection error: {io}"),
-        ErrorKind::ServerSelection { message, .. } => format!("no server reachable: {message}"),
+        ErrorKind::ServerSelection { message, .. } => format!(
+            "no server reachable: {}",
+            message.split(" Topology:").next().unwrap_or(message)
+        ),
         ErrorKind::ConnectionPoolCleared { message, .. } => {
             format!("connection pool reset: {message}")
         }

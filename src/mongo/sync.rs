@@ -221,7 +221,13 @@ impl<'a> Patcher<'a> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let err = match self.coll.insert_many(&docs).ordered(false).await {
+        let err = match self
+            .coll
+            .insert_many(&docs)
+            .ordered(false)
+            .bypass_document_validation(true)
+            .await
+        {
             Ok(_) => return Ok(Vec::new()),
             Err(e) => e,
         };

@@ -10,6 +10,7 @@ mod chaos;
 mod cleanup;
 mod data;
 mod ecs;
+mod errors;
 mod fence;
 mod migrate;
 #[path = "../support/mongod.rs"]
