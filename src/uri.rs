@@ -240,7 +240,9 @@ mod tests {
         let t = |u: &str| MongoUri::parse("x", u).unwrap().tls_requested();
         assert!(t("mongodb+srv://a:b@c0.x.mongodb.net/"));
         assert!(!t("mongodb+srv://a:b@c0.x.mongodb.net/?tls=false"));
-        assert!(t("mongodb://h:1/?replicaSet=rs0&tls=true&tlsCAFile=/ca.pem"));
+        assert!(t(
+            "mongodb://h:1/?replicaSet=rs0&tls=true&tlsCAFile=/ca.pem"
+        ));
         assert!(t("mongodb://h:1/?SSL=TRUE"));
         assert!(!t("mongodb://h:1/?replicaSet=rs0"));
         assert!(!t("mongodb://h:1"));

@@ -12,6 +12,7 @@ mod data;
 mod ecs;
 mod errors;
 mod fence;
+mod fidelity;
 mod migrate;
 #[path = "../support/mongod.rs"]
 mod mongod;
