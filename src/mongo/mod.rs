@@ -238,8 +238,12 @@ where
 }
 
 /// Server error codes that mean "try again": interrupted, not primary, shutting down, ...
+/// and a cursor the server no longer has (43 CursorNotFound, 175 QueryPlanKilled, 237
+/// CursorKilled: a restarted or failed-over server forgets its cursors). Every scan that
+/// retries continues after the last document it acknowledged or compared, so reopening one is
+/// safe.
 const TRANSIENT_CODES: &[i32] = &[
-    6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+    6, 7, 43, 89, 91, 175, 189, 237, 262, 9001, 10107, 11600, 11602, 13435, 13436,
 ];
 
 /// True when a driver error is likely to pass: a dropped or refused connection, a pool reset,

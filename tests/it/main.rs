@@ -11,6 +11,7 @@ mod cleanup;
 mod data;
 mod ecs;
 mod errors;
+mod failover;
 mod fence;
 mod fidelity;
 mod migrate;

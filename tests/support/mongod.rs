@@ -335,37 +335,37 @@ impl Mongod {
         }
     }
 
-    /// The primary steps down (a real election follows); returns the old primary's host.
+    /// The primary steps down (a real election follows); returns the old primary's host once
+    /// it has stopped being primary and a primary is back (as the members' own
+    /// `replSetGetStatus` says, not a client's possibly stale view). Usually another member
+    /// wins; under heavy replication on two cores the old one may win again after its 10 s.
     pub fn step_down(&self) -> String {
-        let uri = self.admin_uri();
+        let ports = self.ports();
         block(async move {
-            let c = client(&uri).await;
-            let old = wait_primary(&c).await;
+            let old = primary_of(&ports).await;
             let p: u16 = old.rsplit(':').next().unwrap().parse().unwrap();
-            let direct = client(&format!(
-                "mongodb://{TARGET_ADMIN_USER}:{TARGET_ADMIN_PASSWORD}@127.0.0.1:{p}/?authSource=admin&directConnection=true&tls=true&tlsCAFile={}",
-                ca_file()
-            ))
-            .await;
-            // The server closes connections as it steps down: the reply may be an error.
+            let direct = client(&direct_admin(p)).await;
+            // A step-down may close the connection it came on: the reply may be an error.
             let _ = direct
                 .database("admin")
                 .run_command(
                     doc! {"replSetStepDown": 10, "secondaryCatchUpPeriodSecs": 5, "force": true},
                 )
                 .await;
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                let now = wait_primary(&c).await;
-                if now != old {
-                    return old;
+                let h = direct
+                    .database("admin")
+                    .run_command(doc! {"hello": 1})
+                    .await;
+                if h.is_ok_and(|h| !h.get_bool("isWritablePrimary").unwrap_or(true)) {
+                    break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "no new primary after a step-down"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert!(Instant::now() < deadline, "{old} never stepped down");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            primary_of(&ports).await;
+            old
         })
     }
 
@@ -416,6 +416,43 @@ pub async fn client(uri: &str) -> mongodb::Client {
         .expect("client options");
     o.server_selection_timeout = Some(Duration::from_secs(30));
     mongodb::Client::with_options(o).expect("client")
+}
+
+fn direct_admin(port: u16) -> String {
+    format!(
+        "mongodb://{TARGET_ADMIN_USER}:{TARGET_ADMIN_PASSWORD}@127.0.0.1:{port}/?authSource=admin&directConnection=true&tls=true&tlsCAFile={}",
+        ca_file()
+    )
+}
+
+/// Waits (up to a minute) until a member is PRIMARY; returns its host.
+async fn primary_of(ports: &[u16]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for p in ports {
+            let Ok(st) = client(&direct_admin(*p))
+                .await
+                .database("admin")
+                .run_command(doc! {"replSetGetStatus": 1})
+                .await
+            else {
+                continue;
+            };
+            let members = st.get_array("members").cloned().unwrap_or_default();
+            let primary = members
+                .iter()
+                .filter_map(|m| m.as_document())
+                .find_map(|m| {
+                    (m.get_str("stateStr") == Ok("PRIMARY"))
+                        .then(|| m.get_str("name").unwrap().to_string())
+                });
+            if let Some(pr) = primary {
+                return pr;
+            }
+        }
+        assert!(Instant::now() < deadline, "no primary within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until the set has a writable primary; returns its `host:port`.
