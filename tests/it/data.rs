@@ -12,7 +12,7 @@ use mongodb::bson::{
 use crate::common::{Run, bin};
 use crate::mongod::Mongod;
 
-fn run(args: &[&str]) -> Run {
+pub(crate) fn run(args: &[&str]) -> Run {
     bin().args(args).output().expect("run efs2atlas").into()
 }
 
@@ -21,7 +21,7 @@ async fn client(uri: &str) -> mongodb::Client {
 }
 
 /// Every document of a collection as raw bytes, keyed by the bytes of its `_id` value.
-async fn raw_docs(uri: &str, db: &str, coll: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
+pub(crate) async fn raw_docs(uri: &str, db: &str, coll: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let c = client(uri).await;
     let mut cur = c
         .database(db)

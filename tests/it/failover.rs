@@ -91,6 +91,20 @@ fn copy_args<'a>(s: &'a str, t: &'a str, j: &'a str) -> [&'a str; 7] {
     ["copy", "--source-uri", s, "--target-uri", t, "--journal", j]
 }
 
+/// A seeded source and a three-member target holding a finished copy of it.
+async fn copied(dir: &tempfile::TempDir) -> (Mongod, Mongod) {
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target_set(3)));
+    seed(&src.uri()).await;
+    let cj = dir.path().join("copy.json").display().to_string();
+    let r: Run = bin()
+        .args(copy_args(&src.uri(), &dst.uri(), &cj))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    (src, dst)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_target_primary_steps_down_during_the_copy() {
     let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target_set(3)));
@@ -116,16 +130,8 @@ async fn the_target_primary_steps_down_during_the_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_target_primary_steps_down_during_sync() {
-    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target_set(3)));
-    seed(&src.uri()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cj = dir.path().join("copy.json").display().to_string();
-    let r: Run = bin()
-        .args(copy_args(&src.uri(), &dst.uri(), &cj))
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (src, dst) = copied(&dir).await;
     // The app changes a fifth of the documents after the copy.
     let ev = client(&src.uri())
         .await
@@ -171,16 +177,8 @@ async fn the_target_primary_steps_down_during_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_target_primary_steps_down_during_verify() {
-    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target_set(3)));
-    seed(&src.uri()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cj = dir.path().join("copy.json").display().to_string();
-    let r: Run = bin()
-        .args(copy_args(&src.uri(), &dst.uri(), &cj))
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (src, dst) = copied(&dir).await;
     let link = slow(&src);
     let s = src.uri_via(link.port);
     let started = Instant::now();

@@ -6,16 +6,13 @@ use std::collections::BTreeMap;
 
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{
-    Binary, Bson, DateTime, Decimal128, Document, JavaScriptCodeWithScope, RawDocumentBuf, Regex,
-    Timestamp, doc, oid::ObjectId,
+    Binary, Bson, DateTime, Decimal128, Document, JavaScriptCodeWithScope, Regex, Timestamp, doc,
+    oid::ObjectId,
 };
 
-use crate::common::{Run, bin};
+use crate::common::Run;
+use crate::data::{raw_docs, run};
 use crate::mongod::{Mongod, client};
-
-fn run(args: &[&str]) -> Run {
-    bin().args(args).output().expect("run efs2atlas").into()
-}
 
 fn copy_all(src: &Mongod, dst: &Mongod) -> Run {
     let dir = tempfile::tempdir().unwrap();
@@ -43,31 +40,10 @@ fn verify(src: &Mongod, dst: &Mongod) -> Run {
     ])
 }
 
-/// Every document's raw bytes keyed by the raw bytes of its `_id`.
-async fn raw(uri: &str, db: &str, coll: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let c = client(uri).await;
-    let mut cur = c
-        .database(db)
-        .collection::<RawDocumentBuf>(coll)
-        .find(doc! {})
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    while cur.advance().await.unwrap() {
-        let d = cur.current();
-        let id = Bson::try_from(d.get("_id").unwrap().unwrap().to_raw_bson()).unwrap();
-        out.insert(
-            mongodb::bson::to_vec(&doc! {"i": id}).unwrap(),
-            d.as_bytes().to_vec(),
-        );
-    }
-    out
-}
-
 async fn assert_byte_exact(src: &Mongod, dst: &Mongod, db: &str, coll: &str) {
     let (a, b) = (
-        raw(&src.uri(), db, coll).await,
-        raw(&dst.uri(), db, coll).await,
+        raw_docs(&src.uri(), db, coll).await,
+        raw_docs(&dst.uri(), db, coll).await,
     );
     assert!(!a.is_empty(), "{db}.{coll} has documents");
     assert_eq!(a.len(), b.len(), "{db}.{coll}: counts differ");

@@ -292,17 +292,37 @@ impl Mongod {
     }
 
     /// Adds a user in `admin` with these roles (names of built-in roles on any database).
+    /// Sent straight to the primary, each attempt bounded: on two busy cores a fresh set's
+    /// replica-set client once waited for ever here.
     pub fn add_user(&self, user: &str, password: &str, roles: &[&str]) {
-        let uri = self.admin_uri();
+        let (kind, ports, admin_uri) = (self.kind, self.ports(), self.admin_uri());
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let (user, password) = (user.to_string(), password.to_string());
         block(async move {
-            client(&uri)
-                .await
-                .database("admin")
-                .run_command(doc! {"createUser": user, "pwd": password, "roles": roles, "mechanisms": ["SCRAM-SHA-256"]})
-                .await
-                .expect("createUser");
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let uri = match kind {
+                    Kind::Source => admin_uri.clone(),
+                    Kind::Target => {
+                        let p = primary_of(&ports).await;
+                        direct_admin(p.rsplit(':').next().unwrap().parse().unwrap())
+                    }
+                };
+                let cmd = doc! {"createUser": &user, "pwd": &password, "roles": roles.clone(), "mechanisms": ["SCRAM-SHA-256"]};
+                let r = tokio::time::timeout(Duration::from_secs(20), async {
+                    client(&uri).await.database("admin").run_command(cmd).await
+                })
+                .await;
+                match r {
+                    Ok(Ok(_)) => return,
+                    // An earlier attempt got through after all.
+                    Ok(Err(e)) if e.to_string().contains("already exists") => return,
+                    Ok(Err(e)) if attempt >= 3 => panic!("createUser {user}: {e}"),
+                    Err(_) if attempt >= 3 => panic!("createUser {user}: no answer in 3 × 20 s"),
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
         });
     }
 
@@ -320,8 +340,8 @@ impl Mongod {
         }
         self.start_all();
         if self.kind == Kind::Target {
-            let uri = self.admin_uri();
-            block(async move { wait_primary(&client(&uri).await).await });
+            let ports = self.ports();
+            block(async move { primary_of(&ports).await });
         }
     }
 
