@@ -275,6 +275,10 @@ struct Ctx {
     refreezes: u32,
 }
 
+/// What a step returns to be run again later: the runner forgets its record, so the first
+/// unfinished step (which the step made earlier, e.g. freeze) runs next.
+const PENDING: &str = "pending";
+
 /// Fence failures one run rides out before it stops (nothing deployed).
 const MAX_REFREEZES: u32 = 3;
 
@@ -725,7 +729,7 @@ async fn execute(mut ctx: Ctx, json: bool) -> Result<i32> {
         let result = run_step(&mut ctx, step).await;
         let seconds = started.elapsed().as_secs_f64();
         match result {
-            Ok(("pending", _)) => {
+            Ok((PENDING, _)) => {
                 ctx.update(|s| {
                     s.steps.remove(*step);
                 })?;
@@ -1091,7 +1095,7 @@ async fn verify_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
         // A source that restarted under the freeze explains a difference: freeze again.
         if let Fence::Broken(why) = ctx.fence().await? {
             ctx.refreeze(&format!("verify found differences and {why}"))?;
-            return Ok(("pending", String::new()));
+            return Ok((PENDING, String::new()));
         }
         ctx.unfreeze("verification failed").await;
         return Err(Error::Mismatch(format!(
@@ -1171,7 +1175,7 @@ async fn deploy_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
         // The fence: never deploy on a copy the source may have moved past.
         if let Fence::Broken(why) = ctx.fence().await? {
             ctx.refreeze(&why)?;
-            return Ok(("pending", String::new()));
+            return Ok((PENDING, String::new()));
         }
         ctx.update(|s| {
             if let Some(f) = &mut s.freeze {

@@ -88,6 +88,7 @@ pub struct SortedScan {
     pub digest: Digest,
     /// The first pair of `_id`s seen out of MongoDB order, if any (rendered for messages).
     pub out_of_order: Option<(String, String)>,
+    canonical: bool,
 }
 
 impl SortedScan {
@@ -149,7 +150,17 @@ impl SortedScan {
             prev: None,
             digest: Digest::default(),
             out_of_order: None,
+            canonical: false,
         })
+    }
+
+    /// Hashes each document with its top-level fields sorted by name when `on`: a time-series
+    /// collection hands measurements back with those fields in an order of its own (MongoDB
+    /// rebuilds them from buckets; even the source's own order changes), so there only names,
+    /// values and types can be compared. Values stay byte-exact: a type change still shows.
+    pub fn canonical(mut self, on: bool) -> SortedScan {
+        self.canonical = on;
+        self
     }
 
     /// The next document's `_id` and hash; `None` at the end.
@@ -168,7 +179,11 @@ impl SortedScan {
         };
         let raw: &RawDocument = self.current.insert(doc);
         let bytes = raw.as_bytes();
-        let hash = doc_hash(bytes);
+        let hash = if self.canonical {
+            doc_hash(&sorted_top_level(raw))
+        } else {
+            doc_hash(bytes)
+        };
         self.digest.add(hash, bytes.len());
         let id = id_of(raw);
         if self.out_of_order.is_none()
@@ -189,6 +204,20 @@ impl SortedScan {
     pub fn take_current(&mut self) -> Option<RawDocumentBuf> {
         self.current.take()
     }
+}
+
+/// The document's bytes with its top-level fields sorted by name (the bytes as they are if
+/// any element cannot be read).
+fn sorted_top_level(raw: &RawDocument) -> Vec<u8> {
+    let Ok(mut fields) = raw.iter().collect::<std::result::Result<Vec<_>, _>>() else {
+        return raw.as_bytes().to_vec();
+    };
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = RawDocumentBuf::new();
+    for (k, v) in fields {
+        out.append(k, v.to_raw_bson());
+    }
+    out.into_bytes()
 }
 
 /// Stops the read-ahead task when its scan is dropped (its cursor is then dropped too).
@@ -364,6 +393,30 @@ impl Merge {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn time_series_documents_compare_by_name_value_and_type_not_field_order() {
+        use mongodb::bson::{doc, to_vec};
+        let raw =
+            |d: mongodb::bson::Document| RawDocumentBuf::from_bytes(to_vec(&d).unwrap()).unwrap();
+        let a = raw(doc! {"_id": 1, "ts": 5i64, "v": 1.5, "meta": {"b": 1, "a": 2}});
+        let b = raw(doc! {"ts": 5i64, "v": 1.5, "meta": {"b": 1, "a": 2}, "_id": 1});
+        assert_ne!(a.as_bytes(), b.as_bytes());
+        assert_eq!(sorted_top_level(&a), sorted_top_level(&b));
+        let int32 = raw(doc! {"ts": 5i32, "v": 1.5, "meta": {"b": 1, "a": 2}, "_id": 1});
+        assert_ne!(
+            sorted_top_level(&a),
+            sorted_top_level(&int32),
+            "a type change shows"
+        );
+        let nested = raw(doc! {"_id": 1, "ts": 5i64, "v": 1.5, "meta": {"a": 2, "b": 1}});
+        assert_ne!(
+            sorted_top_level(&a),
+            sorted_top_level(&nested),
+            "nested order is kept"
+        );
+    }
+
     use super::*;
     use mongodb::bson::rawdoc;
 

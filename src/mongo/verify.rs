@@ -243,8 +243,13 @@ pub(crate) async fn compare_docs(
         SortedScan::open_after(&scoll, part.after.as_ref()),
         SortedScan::open_after(&tcoll, part.after.as_ref())
     );
-    let s = s.map_err(|e| src.err(format!("reading {}", it.source), e))?;
-    let t = t.map_err(|e| dst.err(format!("reading {}", it.target), e))?;
+    let timeseries = it.meta.kind == "timeseries";
+    let s = s
+        .map_err(|e| src.err(format!("reading {}", it.source), e))?
+        .canonical(timeseries);
+    let t = t
+        .map_err(|e| dst.err(format!("reading {}", it.target), e))?
+        .canonical(timeseries);
     let mut merge = Merge::resume(s, t, part.source_digest, part.target_digest);
     let mut last_reported = merge.source_digest.count;
     let outcome: Result<()> = loop {
