@@ -58,11 +58,20 @@ fn grants_cluster_action(p: &Document, action: &str) -> bool {
             .any(|x| matches!(x, Bson::String(s) if s == action || s == "anyAction"))
 }
 
+/// The name prefix of the preflight's scratch collections.
+const SCRATCH_PREFIX: &str = "efs2atlas_preflight_";
+
+/// True for a preflight scratch collection (efs2atlas's own, never the app's).
+pub fn is_scratch(collection: &str) -> bool {
+    collection.starts_with(SCRATCH_PREFIX)
+}
+
 /// Proves the target user can create a collection, write to it, index it and drop it in each
-/// database in `dbs`, on a scratch collection that is dropped again.
+/// database in `dbs`, on a scratch collection that is dropped again. Scratch collections a
+/// killed run left behind are dropped first.
 pub async fn check_target_can_write(m: &Mongo, dbs: &[String]) -> Result<()> {
     let name = format!(
-        "efs2atlas_preflight_{:x}",
+        "{SCRATCH_PREFIX}{:x}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -70,6 +79,12 @@ pub async fn check_target_can_write(m: &Mongo, dbs: &[String]) -> Result<()> {
     );
     for db in dbs {
         let d = m.client.database(db);
+        // Listing needs no more than the checks below; a failure here is left to them.
+        if let Ok(names) = d.list_collection_names().await {
+            for left in names.iter().filter(|n| is_scratch(n)) {
+                let _ = d.run_command(doc! {"drop": left}).await;
+            }
+        }
         let steps: [(&str, Document); 4] = [
             ("create collections", doc! {"create": &name}),
             (

@@ -529,6 +529,10 @@ pub(crate) async fn extra_collections(
             .await
             .map_err(|e| dst.err(format!("listing collections of {tdb}"), e))?;
         for n in names {
+            // A preflight scratch collection left by a killed run is efs2atlas's, not the app's.
+            if crate::mongo::access::is_scratch(&n) {
+                continue;
+            }
             let as_source = Namespace::new(sdb.clone(), n.clone());
             if sel.wants(&as_source)
                 && !items

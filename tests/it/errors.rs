@@ -214,3 +214,41 @@ async fn a_source_user_that_cannot_freeze_is_refused_in_preflight_naming_the_rol
     );
     target_untouched(&s.dst).await;
 }
+
+/// A run killed during the preflight's write check leaves its scratch collection behind (found
+/// by the chaos test): the next check drops it, and verify and sync never count one as the
+/// app's.
+#[tokio::test]
+async fn a_scratch_collection_left_by_a_killed_preflight_is_dropped_and_never_counted() {
+    let (src, dst) = seeded().await;
+    let t = client(&dst.uri()).await;
+    t.database("shop")
+        .run_command(doc! {"create": "efs2atlas_preflight_dead"})
+        .await
+        .unwrap();
+    let r = copy(&src.uri(), &dst.uri());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let names = t.database("shop").list_collection_names().await.unwrap();
+    assert_eq!(names, ["items"], "the leftover is gone");
+    // One left after the copy (a killed later check) is not the app's either.
+    t.database("shop")
+        .run_command(doc! {"create": "efs2atlas_preflight_dead2"})
+        .await
+        .unwrap();
+    for cmd in ["verify", "sync"] {
+        let r: Run = bin()
+            .args([
+                cmd,
+                "--source-uri",
+                &src.uri(),
+                "--target-uri",
+                &dst.uri(),
+                "--json",
+            ])
+            .current_dir(tempfile::tempdir().unwrap().path())
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(r.code, 0, "{cmd}: {}\n{}", r.stdout, r.stderr);
+    }
+}
