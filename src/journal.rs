@@ -95,6 +95,10 @@ pub struct CollectionProgress {
     /// Index builds that failed, with the server's reason.
     #[serde(default)]
     pub index_errors: Vec<String>,
+    /// Unique index builds turned away by a duplicate key in documents copied while the app
+    /// wrote (a swap straddled the scan): left to `sync`, which builds them after patching.
+    #[serde(default)]
+    pub index_deferred: Vec<String>,
 }
 
 /// Now as RFC 3339 (UTC, seconds).

@@ -1048,11 +1048,17 @@ async fn copy_step(ctx: &mut Ctx) -> Result<(&'static str, String)> {
     let r = copy::run(&src, &dst, &items, &opts, &ctx.journal, &bars, &ctx.cancel).await;
     bars.finish();
     let r = r?;
-    if !r.index_errors.is_empty() {
+    // Under freeze-first nothing wrote during the copy, so a duplicate key is a real failure;
+    // two-pass leaves those unique indexes to the sync that follows.
+    let mut failed = r.index_errors.clone();
+    if !live {
+        failed.extend(r.index_deferred.iter().cloned());
+    }
+    if !failed.is_empty() {
         return Err(Error::Other(format!(
             "{} index build(s) failed on the target: {}",
-            r.index_errors.len(),
-            r.index_errors.join("; ")
+            failed.len(),
+            failed.join("; ")
         )));
     }
     let note = format!(

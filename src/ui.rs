@@ -433,6 +433,9 @@ pub fn copy_text(r: &crate::mongo::copy::CopyReport) -> String {
     for e in &r.index_errors {
         let _ = writeln!(o, "INDEX FAILED: {e}");
     }
+    for d in &r.index_deferred {
+        let _ = writeln!(o, "INDEX LEFT TO SYNC: {d}");
+    }
     o
 }
 

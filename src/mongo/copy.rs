@@ -106,6 +106,8 @@ pub struct CollectionReport {
     pub indexes: usize,
     /// Index builds that failed, with the reason.
     pub index_errors: Vec<String>,
+    /// Unique indexes left to `sync` (a duplicate key in documents copied while the app wrote).
+    pub index_deferred: Vec<String>,
     /// True when this run continued an earlier one.
     pub resumed: bool,
 }
@@ -123,6 +125,8 @@ pub struct CopyReport {
     pub seconds: f64,
     /// Every failed index build.
     pub index_errors: Vec<String>,
+    /// Every unique index left to `sync`.
+    pub index_deferred: Vec<String>,
 }
 
 /// Lists the source namespaces the selection takes, with their target names.
@@ -312,6 +316,11 @@ pub async fn run(
         .iter()
         .flat_map(|c| c.index_errors.iter().cloned())
         .collect();
+    report.index_deferred = report
+        .collections
+        .iter()
+        .flat_map(|c| c.index_deferred.iter().cloned())
+        .collect();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -356,6 +365,7 @@ async fn create_view(dst: &Mongo, it: &Item, journal: &SharedJournal) -> Result<
         seconds: 0.0,
         indexes: 0,
         index_errors: vec![],
+        index_deferred: vec![],
         resumed: done,
     })
 }
@@ -460,7 +470,7 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
             return Err(interrupted());
         }
         // Building an index that already exists with the same options is a no-op: retryable.
-        progress.index_errors =
+        (progress.index_errors, progress.index_deferred) =
             crate::mongo::with_retries(&format!("indexing {k}"), cancel, || {
                 build_indexes(src, dst, it)
             })
@@ -490,6 +500,7 @@ fn report(
         seconds: started.elapsed().as_secs_f64(),
         indexes: 0,
         index_errors: p.index_errors.clone(),
+        index_deferred: p.index_deferred.clone(),
         resumed,
     }
 }
@@ -815,8 +826,13 @@ async fn insert_batch(
 
 /// Builds the source's indexes on the target, one command per index, and returns the
 /// failures (e.g. a unique index over duplicate values) with the server's reason.
-async fn build_indexes(src: &Mongo, dst: &Mongo, it: &Item) -> Result<Vec<String>> {
+/// Builds the source's indexes on the target; returns the failures and the unique indexes
+/// a duplicate key turned away. The latter are not errors: copied while the app wrote, two
+/// documents can hold one unique value for a moment (a swap straddled the scan); `sync`
+/// patches them and then builds the index.
+async fn build_indexes(src: &Mongo, dst: &Mongo, it: &Item) -> Result<(Vec<String>, Vec<String>)> {
     let mut errors = Vec::new();
+    let mut deferred = Vec::new();
     let tdb = dst.client.database(&it.target.db);
     for entry in src.list_indexes(&it.source.db, &it.source.coll).await? {
         let Some(ix) = IndexMeta::from_entry(&entry) else {
@@ -826,15 +842,26 @@ async fn build_indexes(src: &Mongo, dst: &Mongo, it: &Item) -> Result<Vec<String
             continue;
         }
         if let Err(e) = tdb.run_command(ix.create_command(&it.target.coll)).await {
-            errors.push(format!(
-                "index {} on {}: {}",
-                ix.name,
-                it.target,
-                crate::mongo::scrub_err(&dst.uri, &e)
-            ));
+            let duplicate =
+                matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 11000);
+            if duplicate {
+                let note = format!(
+                    "unique index {} on {}: documents copied while the app wrote share a key for now; sync builds it after patching them",
+                    ix.name, it.target
+                );
+                tracing::warn!("{note}");
+                deferred.push(note);
+            } else {
+                errors.push(format!(
+                    "index {} on {}: {}",
+                    ix.name,
+                    it.target,
+                    crate::mongo::describe(&dst.uri, &e)
+                ));
+            }
         }
     }
-    Ok(errors)
+    Ok((errors, deferred))
 }
 
 /// Counts documents of a collection exactly.

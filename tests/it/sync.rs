@@ -504,3 +504,102 @@ async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
     );
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
+
+/// The app swaps two unique values while the copy runs, one document already copied and one
+/// not yet: the copied data holds one value twice for now, so the unique index is left to
+/// sync (not a failed copy), and sync patches the documents, then builds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_that_straddles_the_copy_leaves_the_unique_index_to_sync() {
+    use crate::tcpfault::{Faults, TcpFault};
+    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
+    let dir = tempfile::tempdir().unwrap();
+    seed(&src.uri(), 20_000).await;
+    // The source is read through a slow link, so the last document is not read yet.
+    let slow = TcpFault::start(src.port());
+    slow.set(Faults {
+        bytes_per_sec: Some(1_000_000),
+        ..Default::default()
+    });
+    let (s, t) = (src.uri_via(slow.port), dst.uri());
+    let journal = dir.path().join("copy.json").display().to_string();
+    let child = bin()
+        .current_dir(dir.path())
+        .args([
+            "copy",
+            "--source-uri",
+            &s,
+            "--target-uri",
+            &t,
+            "--journal",
+            &journal,
+            "-j",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let users = db(&src.uri()).await.collection::<Document>("users");
+    let first = users
+        .find_one(doc! {})
+        .sort(doc! {"_id": 1})
+        .await
+        .unwrap()
+        .unwrap();
+    let last = users
+        .find_one(doc! {})
+        .sort(doc! {"_id": -1})
+        .await
+        .unwrap()
+        .unwrap();
+    loop {
+        let v: serde_json::Value = std::fs::read_to_string(&journal)
+            .ok()
+            .and_then(|x| serde_json::from_str(&x).ok())
+            .unwrap_or_default();
+        let u = &v["copy"]["collections"]["shop.users"];
+        if u["docs"].as_u64().unwrap_or(0) > 0 && u["data_done"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (a, b) = (
+        first.get_str("email").unwrap(),
+        last.get_str("email").unwrap(),
+    );
+    for (id, email) in [
+        (first.get("_id"), "swapping"),
+        (last.get("_id"), a),
+        (first.get("_id"), b),
+    ] {
+        users
+            .update_one(doc! {"_id": id.unwrap()}, doc! {"$set": {"email": email}})
+            .await
+            .unwrap();
+    }
+    let r: Run = tokio::task::block_in_place(|| child.wait_with_output())
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("INDEX LEFT TO SYNC") && r.stdout.contains("email_1"),
+        "{}",
+        r.stdout
+    );
+    slow.set(Faults::default());
+    let r = run_in(
+        dir.path(),
+        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("email_1"),
+        "sync built the index: {}",
+        r.stdout
+    );
+    let v = run_in(
+        dir.path(),
+        &["verify", "--source-uri", &s, "--target-uri", &t],
+    );
+    assert_eq!(v.code, 0, "{}", v.stdout);
+}
