@@ -31,7 +31,7 @@ impl Setup {
     /// mongod takes it faster than a test can stop it part-way).
     pub fn slow_link(&self) {
         self.link.set(Faults {
-            bytes_per_sec: Some(2_000_000),
+            bytes_per_sec: Some(1_000_000),
             ..Default::default()
         });
     }
@@ -542,7 +542,12 @@ async fn killed_during_cleanup_then_resume_converges() {
 #[tokio::test]
 async fn sigint_during_copy_saves_and_says_how_to_resume() {
     let s = setup(40_000).await;
-    s.slow_link();
+    // Slower than slow_link: the signal must land well before the last batch, even on a
+    // loaded CI machine (at 2 MB/s it once arrived as the collection finished).
+    s.link.set(Faults {
+        bytes_per_sec: Some(800_000),
+        ..Default::default()
+    });
     let mut a = s.args();
     a.push("--yes".into());
     let mut c = crate::common::bin();
