@@ -92,17 +92,23 @@ pub async fn account() -> Account {
     Account { id, conf, env }
 }
 
-/// The binary under test with a clean environment (no user AWS config leaks in).
-pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_efs2atlas"));
+/// `program` with a clean environment (no user AWS config leaks in).
+pub fn clean(program: &str) -> Command {
+    let mut c = Command::new(program);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", std::env::temp_dir())
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// The binary under test with a clean environment and no input.
+pub fn bin() -> Command {
+    let mut c = clean(env!("CARGO_BIN_EXE_efs2atlas"));
+    c.stdin(Stdio::null());
     c
 }
 

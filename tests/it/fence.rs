@@ -4,13 +4,13 @@
 //! synced and verified again before deploying.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Document, doc};
 
-use crate::common::atlas_uri;
+use crate::common::{atlas_uri, clean};
 use crate::migrate::{Setup, assert_migrated, secrets, setup, spawn};
 
 /// Writes one document to the source as the old app would; returns its `_id`.
@@ -126,16 +126,9 @@ impl Pty {
         .map(|a| q(a))
         .collect::<Vec<_>>()
         .join(" ");
-        let mut c = Command::new("script");
+        let mut c = clean("script");
         c.args(["-qfec", &cmd, "/dev/null"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::temp_dir())
             .env("TERM", "xterm")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("NO_COLOR", "1")
             .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
             .env("EFS2ATLAS_SOURCE_URI", s.src.uri())
             .env("EFS2ATLAS_TARGET_URI", s.target_uri())
