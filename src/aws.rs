@@ -60,10 +60,7 @@ impl Aws {
         }
         let conf = loader.load().await;
         let region = conf.region().map(|r| r.to_string()).filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-            Error::Usage(
-                "no AWS region is configured: pass --region REGION or set AWS_REGION (or region= in your AWS profile)"
-                    .into(),
-            )
+            Error::usage("no AWS region is configured: pass --region REGION or set AWS_REGION (or region= in your AWS profile)")
         })?;
         Ok(Aws::from_conf(&conf, region))
     }
@@ -117,7 +114,7 @@ where
                 .to_string();
             let lower = chain.to_ascii_lowercase();
             if lower.contains("credential") {
-                return Error::Usage(format!(
+                return Error::usage(format!(
                     "no usable AWS credentials for {op} (tried env, profile, SSO, web identity, container and instance roles): set AWS_PROFILE or pass --profile, export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`"
                 ));
             }
@@ -139,11 +136,7 @@ where
             }
         }
     };
-    Error::Aws {
-        op: op.to_string(),
-        resource: resource.map(str::to_string),
-        message,
-    }
+    Error::aws(op.to_string(), resource.map(str::to_string), message)
 }
 
 /// The innermost, most specific message of an error's source chain (never Debug output).

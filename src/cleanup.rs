@@ -13,7 +13,7 @@ use crate::aws::{Aws, aws_error, error_code};
 use crate::cancel::Cancel;
 use crate::discover;
 use crate::error::{Error, Result};
-use crate::plan::{NFS_PORT, is_mongo_image};
+use crate::world::{NFS_PORT, is_mongo_image};
 
 /// The cleanup's inputs: what the plan marked for deletion, and the service it must not break.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -49,7 +49,7 @@ impl Default for CleanupOptions {
 }
 
 /// What the cleanup did, resource by resource.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct CleanupReport {
     /// Deleted (or found already gone): `kind id`.
     pub deleted: Vec<String>,
@@ -87,29 +87,29 @@ pub async fn backup_status(aws: &Aws, fs: &str) -> Result<String> {
 /// naming the blocking resource.
 pub async fn check_guards(aws: &Aws, t: &CleanupTarget, verified: bool) -> Result<Vec<String>> {
     if !verified {
-        return Err(Error::Refused(
-            "cleanup refused: the copy has not been verified clean".into(),
+        return Err(Error::refused(
+            "cleanup refused: the copy has not been verified clean",
         ));
     }
     let svc = discover::ecs::service(aws, &t.cluster, &t.service).await?;
     let (td, _) = discover::ecs::task_definition(aws, &svc.task_definition_arn).await?;
     let info = discover::ecs::summarize(&td);
     if let Some(c) = info.containers.iter().find(|c| is_mongo_image(&c.image)) {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "cleanup refused: service {} runs {} which still has the MongoDB container {}",
             t.service, svc.task_definition_arn, c.name
         )));
     }
     let mounted = discover::ecs::efs_ids(&td);
     if let Some(fs) = t.file_systems.iter().find(|f| mounted.contains(*f)) {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "cleanup refused: service {} still mounts EFS {fs}",
             t.service
         )));
     }
     let primary_ok = svc.deployments.len() == 1 && svc.running_count == svc.desired_count;
     if !primary_ok {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "cleanup refused: service {} is not steady ({} deployments, {}/{} running); run `efs2atlas resume` once it is",
             t.service,
             svc.deployments.len(),
@@ -127,7 +127,7 @@ pub async fn check_guards(aws: &Aws, t: &CleanupTarget, verified: bool) -> Resul
             own_old.push(u.arn);
             continue;
         }
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "cleanup refused: EFS {} is still used by {} {} (family {}); nothing was deleted",
             u.file_system_id, u.kind, u.arn, u.family
         )));
@@ -165,13 +165,13 @@ async fn check_security_group(aws: &Aws, sg: &str, file_systems: &[String]) -> R
         .iter()
         .find(|e| !mt_enis.contains(&e.id) && !is_efs_eni(&e.description))
     {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "cleanup refused: security group {sg} is also on network interface {} ({}); nothing was deleted",
             e.id, e.description
         )));
     }
     if let Some(r) = g.referenced_by.iter().find(|r| !nfs_only(&r.rule)) {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "cleanup refused: security group {sg} is referenced by a non-NFS {} rule in {} ({}); nothing was deleted",
             r.direction, r.group_id, r.group_name
         )));
@@ -218,14 +218,14 @@ where
             Err((Some(code), e)) if codes.contains(&code.as_str()) => {
                 tries += 1;
                 if Instant::now() + wait > deadline {
-                    return Err(Error::Other(format!(
+                    return Err(Error::other(format!(
                         "{what} still failed with {code} after {:.0}s of retries ({e}); run `efs2atlas resume` later to finish the cleanup",
                         opts.timeout.as_secs_f64()
                     )));
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => return Err(Error::Interrupted(format!("interrupted while waiting to retry {what}"))),
+                    _ = cancel.cancelled() => return Err(Error::interrupted(format!("interrupted while waiting to retry {what}"))),
                 }
                 wait = (wait * 2).min(Duration::from_secs(15));
             }
@@ -263,63 +263,9 @@ pub async fn delete_file_system(
         report.deleted.push(format!("efs {fs} (already gone)"));
         return Ok(());
     };
-    for ap in &info.access_points {
-        match aws
-            .efs
-            .delete_access_point()
-            .access_point_id(&ap.id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if error_code(&e) == Some("AccessPointNotFound") => {}
-            Err(e) => return Err(aws_error("efs:DeleteAccessPoint", Some(&ap.id), e)),
-        }
-        report.deleted.push(format!("access-point {}", ap.id));
-    }
-    for mt in &info.mount_targets {
-        match aws
-            .efs
-            .delete_mount_target()
-            .mount_target_id(&mt.id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if error_code(&e) == Some("MountTargetNotFound") => {}
-            Err(e) => return Err(aws_error("efs:DeleteMountTarget", Some(&mt.id), e)),
-        }
-        report.deleted.push(format!("mount-target {}", mt.id));
-    }
+    delete_attachments(aws, &info, report).await?;
     // Mount targets take a while to go; the file system cannot be deleted before.
-    retry(
-        &format!("waiting for the mount targets of {fs} to be deleted"),
-        &["MountTargetsRemain"],
-        opts,
-        cancel,
-        report,
-        || async {
-            let left = aws
-                .efs
-                .describe_mount_targets()
-                .file_system_id(fs)
-                .send()
-                .await
-                .map_err(|e| (None, aws_error("efs:DescribeMountTargets", Some(fs), e)))?;
-            if left.mount_targets().is_empty() {
-                Ok(())
-            } else {
-                Err((
-                    Some("MountTargetsRemain".into()),
-                    Error::Other(format!(
-                        "{} mount target(s) left",
-                        left.mount_targets().len()
-                    )),
-                ))
-            }
-        },
-    )
-    .await?;
+    wait_mount_targets_gone(aws, fs, opts, cancel, report).await?;
     retry(
         &format!("deleting EFS {fs}"),
         &["FileSystemInUse"],
@@ -349,7 +295,7 @@ pub async fn delete_file_system(
                 Ok(None) => Ok(()),
                 Ok(Some(f)) => Err((
                     Some("StillDeleting".into()),
-                    Error::Other(format!("EFS {fs} is {}", f.lifecycle_state)),
+                    Error::other(format!("EFS {fs} is {}", f.lifecycle_state)),
                 )),
                 Err(e) => Err((None, e)),
             }
@@ -358,6 +304,81 @@ pub async fn delete_file_system(
     .await?;
     report.deleted.push(format!("efs {fs}"));
     Ok(())
+}
+
+/// Deletes a file system's access points and mount targets ("already gone" is done).
+async fn delete_attachments(
+    aws: &Aws,
+    info: &crate::world::FileSystemInfo,
+    report: &mut CleanupReport,
+) -> Result<()> {
+    for ap in &info.access_points {
+        match aws
+            .efs
+            .delete_access_point()
+            .access_point_id(&ap.id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if error_code(&e) == Some("AccessPointNotFound") => {}
+            Err(e) => return Err(aws_error("efs:DeleteAccessPoint", Some(&ap.id), e)),
+        }
+        report.deleted.push(format!("access-point {}", ap.id));
+    }
+    for mt in &info.mount_targets {
+        match aws
+            .efs
+            .delete_mount_target()
+            .mount_target_id(&mt.id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if error_code(&e) == Some("MountTargetNotFound") => {}
+            Err(e) => return Err(aws_error("efs:DeleteMountTarget", Some(&mt.id), e)),
+        }
+        report.deleted.push(format!("mount-target {}", mt.id));
+    }
+    Ok(())
+}
+
+/// Waits until no mount target of `fs` is left.
+async fn wait_mount_targets_gone(
+    aws: &Aws,
+    fs: &str,
+    opts: &CleanupOptions,
+    cancel: &Cancel,
+    report: &mut CleanupReport,
+) -> Result<()> {
+    retry(
+        &format!("waiting for the mount targets of {fs} to be deleted"),
+        &["MountTargetsRemain"],
+        opts,
+        cancel,
+        report,
+        || async {
+            let left = aws
+                .efs
+                .describe_mount_targets()
+                .file_system_id(fs)
+                .send()
+                .await
+                .map_err(|e| (None, aws_error("efs:DescribeMountTargets", Some(fs), e)))?;
+            if left.mount_targets().is_empty() {
+                Ok(())
+            } else {
+                Err((
+                    Some("MountTargetsRemain".into()),
+                    Error::other(format!(
+                        "{} mount target(s) left",
+                        left.mount_targets().len()
+                    )),
+                ))
+            }
+        },
+    )
+    .await
 }
 
 /// Revokes NFS-only rules in other groups that name `sg`, then deletes `sg`.
@@ -380,46 +401,12 @@ pub async fn delete_security_group(
     };
     for r in &g.referenced_by {
         if !nfs_only(&r.rule) {
-            return Err(Error::Refused(format!(
+            return Err(Error::refused(format!(
                 "security group {sg} is referenced by a non-NFS rule in {}; it was kept",
                 r.group_id
             )));
         }
-        let perm = IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(NFS_PORT)
-            .to_port(NFS_PORT)
-            .user_id_group_pairs(UserIdGroupPair::builder().group_id(sg).build())
-            .build();
-        let res = if r.direction == "ingress" {
-            let res = aws
-                .ec2
-                .revoke_security_group_ingress()
-                .group_id(&r.group_id)
-                .ip_permissions(perm)
-                .send()
-                .await;
-            res.map(|_| ()).map_err(|e| {
-                (
-                    error_code(&e).map(str::to_string),
-                    aws_error("ec2:RevokeSecurityGroupIngress", Some(&r.group_id), e),
-                )
-            })
-        } else {
-            let res = aws
-                .ec2
-                .revoke_security_group_egress()
-                .group_id(&r.group_id)
-                .ip_permissions(perm)
-                .send()
-                .await;
-            res.map(|_| ()).map_err(|e| {
-                (
-                    error_code(&e).map(str::to_string),
-                    aws_error("ec2:RevokeSecurityGroupEgress", Some(&r.group_id), e),
-                )
-            })
-        };
+        let res = revoke(aws, sg, r).await;
         match res {
             Ok(()) => {}
             Err((Some(code), _)) if code == "InvalidPermission.NotFound" => {}
@@ -450,6 +437,49 @@ pub async fn delete_security_group(
     .await?;
     report.deleted.push(format!("security-group {sg}"));
     Ok(())
+}
+
+/// Revokes one NFS rule of another group that names `sg`.
+async fn revoke(
+    aws: &Aws,
+    sg: &str,
+    r: &crate::world::RuleRef,
+) -> std::result::Result<(), (Option<String>, Error)> {
+    let perm = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(NFS_PORT)
+        .to_port(NFS_PORT)
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(sg).build())
+        .build();
+    if r.direction == "ingress" {
+        let res = aws
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(&r.group_id)
+            .ip_permissions(perm)
+            .send()
+            .await;
+        res.map(|_| ()).map_err(|e| {
+            (
+                error_code(&e).map(str::to_string),
+                aws_error("ec2:RevokeSecurityGroupIngress", Some(&r.group_id), e),
+            )
+        })
+    } else {
+        let res = aws
+            .ec2
+            .revoke_security_group_egress()
+            .group_id(&r.group_id)
+            .ip_permissions(perm)
+            .send()
+            .await;
+        res.map(|_| ()).map_err(|e| {
+            (
+                error_code(&e).map(str::to_string),
+                aws_error("ec2:RevokeSecurityGroupEgress", Some(&r.group_id), e),
+            )
+        })
+    }
 }
 
 /// The whole cleanup: guards, deregistration of old revisions, file systems, security groups.

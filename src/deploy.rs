@@ -5,15 +5,15 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{Service, TaskDefinitionStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::{Aws, aws_error, error_code};
 use crate::cancel::Cancel;
 use crate::discover::ecs::{efs_ids, summarize, task_definition};
 use crate::error::{Error, Result};
-use crate::plan::is_mongo_image;
 use crate::secret::Secret;
 use crate::taskdef::{FROM_REVISION_TAG, TaskDefSpec, dangling_references, family_of, revision_of};
+use crate::world::is_mongo_image;
 
 /// Creates the secret, or updates its value when it already exists; returns its ARN.
 pub async fn ensure_secret(
@@ -40,7 +40,7 @@ pub async fn ensure_secret(
         .await;
     match created {
         Ok(o) => o.arn.ok_or_else(|| {
-            Error::Other(format!(
+            Error::other(format!(
                 "Secrets Manager created {name} but returned no ARN"
             ))
         }),
@@ -54,7 +54,7 @@ pub async fn ensure_secret(
                 .await
                 .map_err(|e| aws_error("secretsmanager:PutSecretValue", Some(name), e))?;
             o.arn.ok_or_else(|| {
-                Error::Other(format!(
+                Error::other(format!(
                     "Secrets Manager updated {name} but returned no ARN"
                 ))
             })
@@ -106,7 +106,7 @@ pub async fn grant_secret_read(
     secret_name: &str,
 ) -> Result<String> {
     let role = role_name(execution_role_arn).ok_or_else(|| {
-        Error::Refused(format!("execution role '{execution_role_arn}' is not an IAM role ARN; cannot grant it access to the secret"))
+        Error::refused(format!("execution role '{execution_role_arn}' is not an IAM role ARN; cannot grant it access to the secret"))
     })?;
     let name = policy_name(secret_name);
     aws.iam
@@ -125,7 +125,7 @@ pub async fn grant_secret_read(
 pub async fn register(aws: &Aws, spec: &TaskDefSpec) -> Result<String> {
     let dangling = dangling_references(spec);
     if !dangling.is_empty() {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "the new task definition would be invalid ({}); nothing was registered",
             dangling.join("; ")
         )));
@@ -146,7 +146,7 @@ pub async fn register(aws: &Aws, spec: &TaskDefSpec) -> Result<String> {
     out.task_definition
         .and_then(|t| t.task_definition_arn)
         .ok_or_else(|| {
-            Error::Other(format!(
+            Error::other(format!(
                 "ECS registered a revision of {} but returned no ARN",
                 spec.family
             ))
@@ -186,7 +186,7 @@ pub struct QuietDeploy;
 impl DeployObserver for QuietDeploy {}
 
 /// How a service looked when last polled.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ServiceState {
     /// The task definition the service is set to.
     pub task_definition: String,
@@ -255,14 +255,14 @@ pub async fn service_state(aws: &Aws, cluster: &str, service: &str) -> Result<Se
         .await
         .map_err(|e| aws_error("ecs:DescribeServices", Some(service), e))?;
     out.services().first().map(ServiceState::of).ok_or_else(|| {
-        Error::NotFound(format!(
+        Error::not_found(format!(
             "ECS service '{service}' is gone from cluster '{cluster}'"
         ))
     })
 }
 
 /// Why a wait ended.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum WaitEnd {
     /// Steady on the wanted revision.
@@ -309,13 +309,13 @@ pub async fn wait_steady(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50)))) => {}
-            _ = cancel.cancelled() => return Err(Error::Interrupted(format!("stopped waiting for service {service}; the deployment goes on in ECS"))),
+            _ = cancel.cancelled() => return Err(Error::interrupted(format!("stopped waiting for service {service}; the deployment goes on in ECS"))),
         }
     }
 }
 
 /// What a deployment did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DeployReport {
     /// True when the service ended steady on the new revision.
     pub ok: bool,
@@ -331,6 +331,30 @@ pub struct DeployReport {
     pub seconds: f64,
     /// The service state at the end.
     pub final_state: ServiceState,
+}
+
+impl DeployReport {
+    /// The outcome in one line.
+    pub fn summary(&self) -> String {
+        if self.ok {
+            format!(
+                "service steady on {} after {:.0}s ({}/{} running)",
+                self.task_definition,
+                self.seconds,
+                self.final_state.running,
+                self.final_state.desired
+            )
+        } else {
+            format!(
+                "{} did not become steady ({:?}); rolled back to {} ({:?}) after {:.0}s",
+                self.task_definition,
+                self.wait,
+                self.previous,
+                self.rollback.clone().unwrap_or(WaitEnd::Timeout),
+                self.seconds
+            )
+        }
+    }
 }
 
 /// Points the service at `new_td`, waits for steady state, and rolls back to `old_td` (and
@@ -418,7 +442,7 @@ pub async fn rollback_target(aws: &Aws, cluster: &str, service: &str) -> Result<
             .any(|c| is_mongo_image(&c.image))
     };
     if has_mongo(&cur) {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "service {service} already runs {}, which has the mongo container; there is nothing to roll back",
             svc.task_definition_arn
         )));
@@ -448,7 +472,7 @@ pub async fn rollback_target(aws: &Aws, cluster: &str, service: &str) -> Result<
             }
         }
         if !missing.is_empty() {
-            return Err(Error::Refused(format!(
+            return Err(Error::refused(format!(
                 "cannot roll back service {service} to {arn}: its EFS {} no longer exists, so MongoDB would start with an empty data directory. The data now lives only in Atlas",
                 missing.join(", ")
             )));
@@ -459,7 +483,7 @@ pub async fn rollback_target(aws: &Aws, cluster: &str, service: &str) -> Result<
             file_systems: fs,
         });
     }
-    Err(Error::Refused(format!(
+    Err(Error::refused(format!(
         "no earlier revision of family {family} runs a mongo container; there is nothing for service {service} to roll back to"
     )))
 }

@@ -83,12 +83,12 @@ impl Template {
                         name.push(c);
                     }
                     if !closed {
-                        return Err(Error::Usage(format!(
+                        return Err(Error::usage(format!(
                             "template '{text}' has a '{{' without a closing '}}' (write {{{{ for a literal brace)"
                         )));
                     }
                     let field = Field::parse(name.trim()).ok_or_else(|| {
-                        Error::Usage(format!(
+                        Error::usage(format!(
                             "template '{text}' names an unknown field {{{name}}}; the fields are {{uri}} {{user}} {{password}} {{host}} {{db}}"
                         ))
                     })?;
@@ -98,7 +98,7 @@ impl Template {
                     parts.push(Part::Field(field));
                 }
                 '}' => {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::usage(format!(
                         "template '{text}' has a '}}' without an opening '{{' (write }}}} for a literal brace)"
                     )));
                 }
@@ -160,14 +160,14 @@ impl Template {
                     }
                 }
                 Part::Field(Field::User) => out.push_str(atlas.user.as_deref().ok_or_else(|| {
-                    Error::Usage(format!(
+                    Error::usage(format!(
                         "template '{}' uses {{user}} but the Atlas URI has no user name; put user:password@ in --atlas-uri",
                         self.text
                     ))
                 })?),
                 Part::Field(Field::Password) => {
                     let p = atlas.password.as_ref().ok_or_else(|| {
-                        Error::Usage(format!(
+                        Error::usage(format!(
                             "template '{}' uses {{password}} but the Atlas URI has no password; put user:password@ in --atlas-uri",
                             self.text
                         ))
@@ -176,7 +176,7 @@ impl Template {
                 }
                 Part::Field(Field::Host) => out.push_str(&atlas.hosts),
                 Part::Field(Field::Db) => out.push_str(db.ok_or_else(|| {
-                    Error::Usage(format!(
+                    Error::usage(format!(
                         "template '{}' uses {{db}} but no database name is known: add /DBNAME to --atlas-uri",
                         self.text
                     ))
@@ -200,7 +200,7 @@ impl EnvOverride {
     /// Parses `NAME=TEMPLATE`.
     pub fn parse(text: &str) -> Result<EnvOverride> {
         let (name, tpl) = text.split_once('=').ok_or_else(|| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "--env '{text}' must be NAME=TEMPLATE, e.g. --env MONGO_URI={{uri}} or --env DB_HOST={{host}}"
             ))
         })?;
@@ -209,7 +209,7 @@ impl EnvOverride {
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "--env '{name}': an env var name takes letters, digits and _ and does not start with a digit"
             )));
         }

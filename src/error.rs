@@ -1,6 +1,5 @@
-//! The error type: every variant is a sentence a user can act on, and maps to an exit code.
-
-use thiserror::Error;
+//! The error type: one shape for every failure — what kind it is (which decides the exit
+//! code and whether a retry may help), one sentence a user can act on, and what to do next.
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -18,140 +17,207 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 5;
 }
 
-/// Everything that can go wrong, phrased for the operator.
-#[derive(Debug, Error)]
-pub enum Error {
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
     /// A flag or value the user gave is wrong.
-    #[error("{0}")]
-    Usage(String),
+    Usage,
     /// Something the user named does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    NotFound,
     /// A safety guard said no.
-    #[error("{0}")]
-    Refused(String),
+    Refused,
     /// An AWS call failed (after the SDK's retries).
-    #[error("AWS {op} failed{}: {message}", resource_suffix(.resource))]
-    Aws {
-        /// The API operation, e.g. `ecs:DescribeServices`.
-        op: String,
-        /// The resource involved, if any.
-        resource: Option<String>,
-        /// A cleaned-up explanation, never a raw SDK dump.
-        message: String,
-    },
+    Aws,
     /// A MongoDB operation failed.
-    #[error("MongoDB {context}: {message}")]
-    Mongo {
-        /// What we were doing, naming the server (redacted) or namespace.
-        context: String,
-        /// The server's or driver's message, secrets scrubbed.
-        message: String,
-    },
-    /// A MongoDB failure that may pass (dropped connection, failover, server selection);
-    /// copy and verify retry these.
-    #[error("MongoDB {context}: {message}")]
-    MongoTransient {
-        /// What we were doing.
-        context: String,
-        /// The driver's message, secrets scrubbed.
-        message: String,
-    },
+    Mongo,
+    /// A MongoDB failure that may pass (dropped connection, failover, server selection):
+    /// the data steps retry these.
+    MongoTransient,
     /// Verification found differences.
-    #[error("{0}")]
-    Mismatch(String),
+    Mismatch,
     /// The run was interrupted.
-    #[error("{0}")]
-    Interrupted(String),
+    Interrupted,
     /// The journal is missing, unreadable or belongs to something else.
-    #[error("journal {path}: {message}")]
-    Journal {
-        /// The journal file.
-        path: String,
-        /// What is wrong and what to do.
-        message: String,
-    },
+    Journal,
     /// A local I/O failure.
-    #[error("{context}: {source}")]
-    Io {
-        /// What we were doing.
-        context: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    Io,
     /// Anything else, already phrased for the user.
-    #[error("{0}")]
-    Other(String),
+    Other,
 }
 
-fn resource_suffix(r: &Option<String>) -> String {
-    r.as_ref().map(|r| format!(" for {r}")).unwrap_or_default()
+/// Everything that can go wrong, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}{}", hint_suffix(.hint))]
+pub struct Error {
+    /// What kind of failure.
+    pub kind: Kind,
+    /// What went wrong, naming the resource, server (redacted) or file.
+    pub message: String,
+    /// What to do next, when there is something to say.
+    pub hint: Option<String>,
+    /// The I/O error underneath, for `Io`.
+    #[source]
+    source: Option<std::io::Error>,
+}
+
+fn hint_suffix(h: &Option<String>) -> String {
+    h.as_ref().map(|h| format!("\n  {h}")).unwrap_or_default()
 }
 
 impl Error {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// A wrong flag or value.
+    pub fn usage(m: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, m)
+    }
+
+    /// Something named that does not exist.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(Kind::NotFound, m)
+    }
+
+    /// A safety guard's refusal.
+    pub fn refused(m: impl Into<String>) -> Self {
+        Self::new(Kind::Refused, m)
+    }
+
+    /// Verification found differences.
+    pub fn mismatch(m: impl Into<String>) -> Self {
+        Self::new(Kind::Mismatch, m)
+    }
+
+    /// The run was interrupted.
+    pub fn interrupted(m: impl Into<String>) -> Self {
+        Self::new(Kind::Interrupted, m)
+    }
+
+    /// Anything else, already phrased for the user.
+    pub fn other(m: impl Into<String>) -> Self {
+        Self::new(Kind::Other, m)
+    }
+
+    /// An AWS call `op` (e.g. `ecs:DescribeServices`) failed, for `resource` if any.
+    pub fn aws(
+        op: impl Into<String>,
+        resource: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let on = resource.map(|r| format!(" for {r}")).unwrap_or_default();
+        Self::new(
+            Kind::Aws,
+            format!("AWS {} failed{on}: {}", op.into(), message.into()),
+        )
+    }
+
+    /// A MongoDB operation failed while `context`.
+    pub fn mongo(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(
+            Kind::Mongo,
+            format!("MongoDB {}: {}", context.into(), message.into()),
+        )
+    }
+
+    /// A MongoDB failure that may pass, while `context`.
+    pub fn mongo_transient(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(
+            Kind::MongoTransient,
+            format!("MongoDB {}: {}", context.into(), message.into()),
+        )
+    }
+
+    /// The journal at `path` cannot be used, and why.
+    pub fn journal(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(
+            Kind::Journal,
+            format!("journal {}: {}", path.into(), message.into()),
+        )
+    }
+
+    /// A local I/O failure while `context`.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error {
+            source: Some(source),
+            ..Self::new(Kind::Io, context)
+        }
+        .with_detail()
+    }
+
+    /// Puts the I/O error's own text after the context.
+    fn with_detail(mut self) -> Self {
+        if let Some(s) = &self.source {
+            self.message = format!("{}: {s}", self.message);
+        }
+        self
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Usage(_) | Error::NotFound(_) => exit::USAGE,
-            Error::Refused(_) => exit::REFUSED,
-            Error::Mismatch(_) => exit::MISMATCH,
-            Error::Interrupted(_) => exit::INTERRUPTED,
+        match self.kind {
+            Kind::Usage | Kind::NotFound => exit::USAGE,
+            Kind::Refused => exit::REFUSED,
+            Kind::Mismatch => exit::MISMATCH,
+            Kind::Interrupted => exit::INTERRUPTED,
             _ => exit::FAILED,
         }
     }
 
     /// True for failures worth retrying after a pause.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::MongoTransient { .. })
+        self.kind == Kind::MongoTransient
     }
 
-    /// The same error (same exit code) with a sentence on what to do next appended.
-    pub fn with_hint(self, hint: &str) -> Self {
-        let add = |m: String| format!("{m}\n  {hint}");
-        match self {
-            Error::Usage(m) => Error::Usage(add(m)),
-            Error::NotFound(m) => Error::NotFound(add(m)),
-            Error::Refused(m) => Error::Refused(add(m)),
-            Error::Mismatch(m) => Error::Mismatch(add(m)),
-            Error::Interrupted(m) => Error::Interrupted(add(m)),
-            Error::Other(m) => Error::Other(add(m)),
-            Error::Aws {
-                op,
-                resource,
-                message,
-            } => Error::Aws {
-                op,
-                resource,
-                message: add(message),
-            },
-            Error::Mongo { context, message } => Error::Mongo {
-                context,
-                message: add(message),
-            },
-            Error::MongoTransient { context, message } => Error::MongoTransient {
-                context,
-                message: add(message),
-            },
-            Error::Journal { path, message } => Error::Journal {
-                path,
-                message: add(message),
-            },
-            Error::Io { context, source } => Error::Io {
-                context: format!("{context} ({hint})"),
-                source,
-            },
-        }
+    /// True when the run was interrupted.
+    pub fn is_interrupted(&self) -> bool {
+        self.kind == Kind::Interrupted
     }
 
-    /// Wraps an I/O error with what we were doing.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+    /// The same error (same kind, same exit code) with what to do next; a second hint goes
+    /// on a line of its own after the first.
+    pub fn with_hint(mut self, hint: &str) -> Self {
+        self.hint = Some(match self.hint.take() {
+            Some(h) => format!("{h}\n  {hint}"),
+            None => hint.to_string(),
+        });
+        self
     }
 }
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shape_kind_message_hint() {
+        let e = Error::refused("the target holds data").with_hint("pass --drop");
+        assert_eq!(e.exit_code(), exit::REFUSED);
+        assert_eq!(e.to_string(), "the target holds data\n  pass --drop");
+        let e = Error::mongo("source: reading a.b", "connection reset");
+        assert_eq!(
+            e.to_string(),
+            "MongoDB source: reading a.b: connection reset"
+        );
+        assert_eq!(e.exit_code(), exit::FAILED);
+        let e = Error::aws("ecs:DescribeServices", Some("svc".into()), "denied");
+        assert_eq!(
+            e.to_string(),
+            "AWS ecs:DescribeServices failed for svc: denied"
+        );
+        let e = Error::journal("j.json", "is not valid JSON");
+        assert_eq!(e.to_string(), "journal j.json: is not valid JSON");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(Error::io("reading x", io).to_string(), "reading x: gone");
+        assert!(Error::mongo_transient("a", "b").is_transient());
+    }
+}

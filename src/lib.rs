@@ -1,23 +1,23 @@
 //! efs2atlas: move an app's MongoDB from a container on ECS (data on EFS) to MongoDB Atlas.
 //!
-//! Data flows one way: [`cli`] → [`discover`] → [`plan`] → steps. Only [`ui`] talks to the
-//! terminal.
+//! Layers point one way (checked by `tests/it/layers.rs`):
+//! [`cli`] (flags, the terminal) → [`commands`] → [`engine`] (plan, steps, runner, journal)
+//! → adapters ([`mongo`], [`discover`], [`deploy`], [`cleanup`], [`taskdef`], [`aws`]) →
+//! shared core ([`world`], [`uri`], [`secret`], [`envmap`], [`units`], [`cancel`], [`error`]).
 
-pub mod app;
 pub mod aws;
 pub mod cancel;
 pub mod cleanup;
 pub mod cli;
+pub mod commands;
 pub mod deploy;
 pub mod discover;
+pub mod engine;
 pub mod envmap;
 pub mod error;
-pub mod journal;
-pub mod migrate;
 pub mod mongo;
-pub mod plan;
 pub mod secret;
 pub mod taskdef;
-pub mod ui;
+pub mod units;
 pub mod uri;
 pub mod world;

@@ -1,7 +1,7 @@
 //! The `efs2atlas` binary: parse flags, run, map errors to exit codes.
 
 use clap::Parser;
-use efs2atlas::{app, cli::Cli, error::exit};
+use efs2atlas::{cli::Cli, error::exit};
 
 fn main() {
     let cli = Cli::parse();
@@ -34,7 +34,7 @@ fn main() {
             std::process::exit(exit::FAILED);
         }
     };
-    let code = match runtime.block_on(app::run(cli)) {
+    let code = match runtime.block_on(efs2atlas::cli::run::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             if json {

@@ -233,7 +233,7 @@ pub fn secret_value_from(secret_arn: &str, key: &str) -> String {
 pub fn rewrite(current: &TaskDefSpec, rw: &Rewrite) -> Result<TaskDefSpec> {
     let mongo = rw.mongo_container.as_str();
     if current.container(mongo).is_none() {
-        return Err(Error::Other(format!(
+        return Err(Error::other(format!(
             "task definition family {} has no container named {mongo}",
             current.family
         )));
@@ -243,7 +243,7 @@ pub fn rewrite(current: &TaskDefSpec, rw: &Rewrite) -> Result<TaskDefSpec> {
         current.volumes_only_mounted_by(mongo).into_iter().collect();
     next.containers.retain(|c| c.name.as_deref() != Some(mongo));
     if next.containers.is_empty() {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "task definition family {} has only the mongo container {mongo}; there is no app to point at Atlas",
             current.family
         )));
@@ -252,34 +252,7 @@ pub fn rewrite(current: &TaskDefSpec, rw: &Rewrite) -> Result<TaskDefSpec> {
         .retain(|v| !v.name.as_ref().is_some_and(|n| drop_volumes.contains(n)));
 
     for c in &mut next.containers {
-        if let Some(deps) = &mut c.depends_on {
-            deps.retain(|d| d.container_name != mongo);
-            if deps.is_empty() {
-                c.depends_on = None;
-            }
-        }
-        if let Some(links) = &mut c.links {
-            links.retain(|l| l.split(':').next() != Some(mongo));
-            if links.is_empty() {
-                c.links = None;
-            }
-        }
-        if let Some(vf) = &mut c.volumes_from {
-            vf.retain(|v| v.source_container.as_deref() != Some(mongo));
-            if vf.is_empty() {
-                c.volumes_from = None;
-            }
-        }
-        if let Some(mps) = &mut c.mount_points {
-            mps.retain(|m| {
-                !m.source_volume
-                    .as_ref()
-                    .is_some_and(|s| drop_volumes.contains(s))
-            });
-            if mps.is_empty() {
-                c.mount_points = None;
-            }
-        }
+        unlink(c, mongo, &drop_volumes);
     }
 
     for (container, image) in &rw.images {
@@ -288,7 +261,7 @@ pub fn rewrite(current: &TaskDefSpec, rw: &Rewrite) -> Result<TaskDefSpec> {
             .iter_mut()
             .find(|c| c.name.as_deref() == Some(container.as_str()))
             .ok_or_else(|| {
-                Error::Usage(format!(
+                Error::usage(format!(
                     "--image {container}=...: the task definition has no container named {container} (after removing {mongo})"
                 ))
             })?;
@@ -301,52 +274,94 @@ pub fn rewrite(current: &TaskDefSpec, rw: &Rewrite) -> Result<TaskDefSpec> {
             .iter_mut()
             .find(|c| c.name.as_deref() == Some(a.container.as_str()))
             .ok_or_else(|| {
-                Error::Other(format!(
+                Error::other(format!(
                     "no container named {} to set {} in",
                     a.container, a.name
                 ))
             })?;
-        let env = c.environment.get_or_insert_with(Vec::new);
-        let secrets = c.secrets.get_or_insert_with(Vec::new);
-        // Replace in place where the var exists so the revision diff shows only the change.
-        match (&rw.credentials, a.sensitive) {
-            (CredentialTarget::SecretsManager { secret_arn }, true) => {
-                env.retain(|kv| kv.name.as_deref() != Some(a.name.as_str()));
-                let s = EcsSecret::builder()
-                    .name(&a.name)
-                    .value_from(secret_value_from(secret_arn, &a.name))
-                    .build()
-                    .map_err(|e| {
-                        Error::Other(format!("building secret reference {}: {e}", a.name))
-                    })?;
-                match secrets.iter_mut().find(|x| x.name == a.name) {
-                    Some(x) => *x = s,
-                    None => secrets.push(s),
-                }
-            }
-            _ => {
-                secrets.retain(|s| s.name != a.name);
-                let kv = KeyValuePair::builder()
-                    .name(&a.name)
-                    .value(a.value.expose())
-                    .build();
-                match env
-                    .iter_mut()
-                    .find(|x| x.name.as_deref() == Some(a.name.as_str()))
-                {
-                    Some(x) => *x = kv,
-                    None => env.push(kv),
-                }
-            }
-        }
-        if env.is_empty() {
-            c.environment = None;
-        }
-        if c.secrets.as_ref().is_some_and(|s| s.is_empty()) {
-            c.secrets = None;
-        }
+        set_env(c, a, &rw.credentials)?;
     }
     Ok(next)
+}
+
+/// Removes a container's references to the mongo container and its dropped volumes.
+fn unlink(c: &mut ContainerDefinition, mongo: &str, drop_volumes: &BTreeSet<String>) {
+    if let Some(deps) = &mut c.depends_on {
+        deps.retain(|d| d.container_name != mongo);
+        if deps.is_empty() {
+            c.depends_on = None;
+        }
+    }
+    if let Some(links) = &mut c.links {
+        links.retain(|l| l.split(':').next() != Some(mongo));
+        if links.is_empty() {
+            c.links = None;
+        }
+    }
+    if let Some(vf) = &mut c.volumes_from {
+        vf.retain(|v| v.source_container.as_deref() != Some(mongo));
+        if vf.is_empty() {
+            c.volumes_from = None;
+        }
+    }
+    if let Some(mps) = &mut c.mount_points {
+        mps.retain(|m| {
+            !m.source_volume
+                .as_ref()
+                .is_some_and(|s| drop_volumes.contains(s))
+        });
+        if mps.is_empty() {
+            c.mount_points = None;
+        }
+    }
+}
+
+/// Sets one env var in a container: a secret reference for a credential under Secrets
+/// Manager, else a plain value; replaced in place where it exists, so the diff shows only
+/// the change.
+fn set_env(
+    c: &mut ContainerDefinition,
+    a: &EnvAssignment,
+    credentials: &CredentialTarget,
+) -> Result<()> {
+    let env = c.environment.get_or_insert_with(Vec::new);
+    let secrets = c.secrets.get_or_insert_with(Vec::new);
+    // Replace in place where the var exists so the revision diff shows only the change.
+    match (credentials, a.sensitive) {
+        (CredentialTarget::SecretsManager { secret_arn }, true) => {
+            env.retain(|kv| kv.name.as_deref() != Some(a.name.as_str()));
+            let s = EcsSecret::builder()
+                .name(&a.name)
+                .value_from(secret_value_from(secret_arn, &a.name))
+                .build()
+                .map_err(|e| Error::other(format!("building secret reference {}: {e}", a.name)))?;
+            match secrets.iter_mut().find(|x| x.name == a.name) {
+                Some(x) => *x = s,
+                None => secrets.push(s),
+            }
+        }
+        _ => {
+            secrets.retain(|s| s.name != a.name);
+            let kv = KeyValuePair::builder()
+                .name(&a.name)
+                .value(a.value.expose())
+                .build();
+            match env
+                .iter_mut()
+                .find(|x| x.name.as_deref() == Some(a.name.as_str()))
+            {
+                Some(x) => *x = kv,
+                None => env.push(kv),
+            }
+        }
+    }
+    if env.is_empty() {
+        c.environment = None;
+    }
+    if c.secrets.as_ref().is_some_and(|s| s.is_empty()) {
+        c.secrets = None;
+    }
+    Ok(())
 }
 
 /// Problems with a spec that real ECS would reject but moto accepts: dangling mount points,
@@ -423,96 +438,9 @@ pub fn view(spec: &TaskDefSpec, secrets: &[&Secret]) -> Value {
     let containers: Vec<Value> = spec
         .containers
         .iter()
-        .map(|c| {
-            let mut o = serde_json::Map::new();
-            let mut put = |k: &str, v: Value| {
-                if !v.is_null() && v != json!([]) {
-                    o.insert(k.to_string(), v);
-                }
-            };
-            put("name", json!(c.name));
-            put("image", json!(c.image));
-            put("essential", json!(c.essential));
-            put("cpu", json!(c.cpu));
-            put("memory", json!(c.memory));
-            put("memoryReservation", json!(c.memory_reservation));
-            put(
-                "portMappings",
-                json!(
-                    c.port_mappings()
-                        .iter()
-                        .map(|p| json!({"containerPort": p.container_port, "protocol": p.protocol.as_ref().map(|x| x.as_str())}))
-                        .collect::<Vec<_>>()
-                ),
-            );
-            put("command", json!(c.command));
-            put("entryPoint", json!(c.entry_point));
-            put(
-                "environment",
-                json!(
-                    c.environment()
-                        .iter()
-                        .map(|kv| {
-                            let n = kv.name.as_deref().unwrap_or("");
-                            json!({"name": n, "value": shown_env_value(n, kv.value.as_deref().unwrap_or(""), secrets)})
-                        })
-                        .collect::<Vec<_>>()
-                ),
-            );
-            put(
-                "secrets",
-                json!(c.secrets().iter().map(|s| json!({"name": s.name, "valueFrom": s.value_from})).collect::<Vec<_>>()),
-            );
-            put(
-                "mountPoints",
-                json!(
-                    c.mount_points()
-                        .iter()
-                        .map(|m| json!({"sourceVolume": m.source_volume, "containerPath": m.container_path, "readOnly": m.read_only}))
-                        .collect::<Vec<_>>()
-                ),
-            );
-            put(
-                "volumesFrom",
-                json!(c.volumes_from().iter().map(|v| json!({"sourceContainer": v.source_container})).collect::<Vec<_>>()),
-            );
-            put(
-                "dependsOn",
-                json!(
-                    c.depends_on()
-                        .iter()
-                        .map(|d| json!({"containerName": d.container_name, "condition": d.condition.as_str()}))
-                        .collect::<Vec<_>>()
-                ),
-            );
-            put("links", json!(c.links));
-            put(
-                "logConfiguration",
-                json!(c.log_configuration.as_ref().map(|l| json!({"logDriver": l.log_driver.as_str(), "options": l.options}))),
-            );
-            put("healthCheck", json!(c.health_check.as_ref().map(|h| json!({"command": h.command}))));
-            Value::Object(o)
-        })
+        .map(|c| container_view(c, secrets))
         .collect();
-    let volumes: Vec<Value> = spec
-        .volumes
-        .iter()
-        .map(|v| {
-            let mut o = json!({"name": v.name});
-            if let Some(e) = &v.efs_volume_configuration {
-                o["efsVolumeConfiguration"] = json!({
-                    "fileSystemId": e.file_system_id,
-                    "rootDirectory": e.root_directory,
-                    "transitEncryption": e.transit_encryption.as_ref().map(|t| t.as_str()),
-                    "accessPointId": e.authorization_config.as_ref().and_then(|a| a.access_point_id.clone()),
-                });
-            }
-            if let Some(h) = &v.host {
-                o["host"] = json!({"sourcePath": h.source_path});
-            }
-            o
-        })
-        .collect();
+    let volumes: Vec<Value> = spec.volumes.iter().map(volume_view).collect();
     json!({
         "family": spec.family,
         "taskRoleArn": spec.task_role_arn,
@@ -524,6 +452,105 @@ pub fn view(spec: &TaskDefSpec, secrets: &[&Secret]) -> Value {
         "containerDefinitions": containers,
         "volumes": volumes,
     })
+}
+
+/// One container as the reviewer sees it (empty and absent fields left out).
+fn container_view(c: &ContainerDefinition, secrets: &[&Secret]) -> Value {
+    fn list<T>(items: &[T], f: impl Fn(&T) -> Value) -> Value {
+        Value::Array(items.iter().map(f).collect())
+    }
+    let env = |kv: &KeyValuePair| {
+        let n = kv.name.as_deref().unwrap_or("");
+        let shown = shown_env_value(n, kv.value.as_deref().unwrap_or(""), secrets);
+        json!({"name": n, "value": shown})
+    };
+    let fields = [
+        ("name", json!(c.name)),
+        ("image", json!(c.image)),
+        ("essential", json!(c.essential)),
+        ("cpu", json!(c.cpu)),
+        ("memory", json!(c.memory)),
+        ("memoryReservation", json!(c.memory_reservation)),
+        (
+            "portMappings",
+            list(
+                c.port_mappings(),
+                |p| json!({"containerPort": p.container_port, "protocol": p.protocol.as_ref().map(|x| x.as_str())}),
+            ),
+        ),
+        ("command", json!(c.command)),
+        ("entryPoint", json!(c.entry_point)),
+        ("environment", list(c.environment(), env)),
+        (
+            "secrets",
+            list(
+                c.secrets(),
+                |s| json!({"name": s.name, "valueFrom": s.value_from}),
+            ),
+        ),
+        (
+            "mountPoints",
+            list(
+                c.mount_points(),
+                |m| json!({"sourceVolume": m.source_volume, "containerPath": m.container_path, "readOnly": m.read_only}),
+            ),
+        ),
+        (
+            "volumesFrom",
+            list(
+                c.volumes_from(),
+                |v| json!({"sourceContainer": v.source_container}),
+            ),
+        ),
+        (
+            "dependsOn",
+            list(
+                c.depends_on(),
+                |d| json!({"containerName": d.container_name, "condition": d.condition.as_str()}),
+            ),
+        ),
+        ("links", json!(c.links)),
+        (
+            "logConfiguration",
+            json!(
+                c.log_configuration
+                    .as_ref()
+                    .map(|l| { json!({"logDriver": l.log_driver.as_str(), "options": l.options}) })
+            ),
+        ),
+        (
+            "healthCheck",
+            json!(
+                c.health_check
+                    .as_ref()
+                    .map(|h| json!({"command": h.command}))
+            ),
+        ),
+    ];
+    Value::Object(
+        fields
+            .into_iter()
+            .filter(|(_, v)| !v.is_null() && *v != json!([]))
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// One volume as the reviewer sees it.
+fn volume_view(v: &aws_sdk_ecs::types::Volume) -> Value {
+    let mut o = json!({"name": v.name});
+    if let Some(e) = &v.efs_volume_configuration {
+        o["efsVolumeConfiguration"] = json!({
+            "fileSystemId": e.file_system_id,
+            "rootDirectory": e.root_directory,
+            "transitEncryption": e.transit_encryption.as_ref().map(|t| t.as_str()),
+            "accessPointId": e.authorization_config.as_ref().and_then(|a| a.access_point_id.clone()),
+        });
+    }
+    if let Some(h) = &v.host {
+        o["host"] = json!({"sourcePath": h.source_path});
+    }
+    o
 }
 
 /// A unified diff of two views.
@@ -786,7 +813,7 @@ mod tests {
             .retain(|c| c.name.as_deref() == Some("mongodb"));
         assert!(matches!(
             rewrite(&only, &rw(CredentialTarget::Env)),
-            Err(Error::Refused(_))
+            Err(e) if e.kind == crate::error::Kind::Refused
         ));
         let mut r = rw(CredentialTarget::Env);
         r.mongo_container = "db".into();

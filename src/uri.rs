@@ -1,5 +1,9 @@
-//! MongoDB connection strings: parsed by hand (no DNS lookups for `mongodb+srv://`),
-//! redacted for display, and the fields env-var templates are filled from.
+//! MongoDB connection strings: parsed by the driver's `ConnectionString` (synchronous, no
+//! DNS lookups for `mongodb+srv://`), wrapped so they are redacted for display, and the
+//! fields env-var templates are filled from.
+
+use mongodb::error::ErrorKind;
+use mongodb::options::ConnectionString;
 
 use crate::error::Error;
 use crate::secret::{REDACTED, Secret};
@@ -42,19 +46,19 @@ impl MongoUri {
         explicit.unwrap_or(self.scheme == "mongodb+srv")
     }
 
-    /// Parses `text`; `what` names the flag in errors (e.g. `--atlas-uri`).
+    /// Parses `text` with the driver's own parser (synchronous: no DNS lookup, even for
+    /// `mongodb+srv://`); `what` names the flag in errors (e.g. `--atlas-uri`). Query options
+    /// are kept as written and checked by the driver when it connects.
     pub fn parse(what: &str, text: &str) -> Result<Self, Error> {
-        let bad = |why: String| Error::Usage(format!("{what} is not a valid MongoDB URI: {why}"));
+        let bad = |why: String| Error::usage(format!("{what} is not a valid MongoDB URI: {why}"));
         let text = text.trim();
-        let (scheme, rest) = if let Some(r) = text.strip_prefix("mongodb+srv://") {
-            ("mongodb+srv", r)
-        } else if let Some(r) = text.strip_prefix("mongodb://") {
-            ("mongodb", r)
-        } else {
-            return Err(bad(
-                "it must start with mongodb:// or mongodb+srv:// (copy it from Atlas: Connect → Drivers)".into(),
-            ));
-        };
+        let scheme = ["mongodb+srv", "mongodb"]
+            .into_iter()
+            .find(|s| text.starts_with(&format!("{s}://")))
+            .ok_or_else(|| {
+                bad("it must start with mongodb:// or mongodb+srv:// (copy it from Atlas: Connect → Drivers)".into())
+            })?;
+        let rest = &text[scheme.len() + 3..];
         let (before_query, query) = match rest.split_once('?') {
             Some((b, q)) => (b, Some(q.to_string())),
             None => (rest, None),
@@ -63,66 +67,34 @@ impl MongoUri {
             Some(i) => (Some(&before_query[..i]), &before_query[i + 1..]),
             None => (None, before_query),
         };
-        let (hosts, db) = match hostpath.split_once('/') {
-            Some((h, d)) => (h, d),
-            None => (hostpath, ""),
-        };
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(ui) => {
-                let (u, p) = match ui.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (ui, None),
-                };
-                if u.contains(USERINFO_RESERVED) {
-                    return Err(bad(
-                        "the user name contains a reserved character (: / ? # [ ] @) that is not percent-encoded".into(),
-                    ));
-                }
-                if let Some(p) = p
-                    && p.contains(USERINFO_RESERVED)
-                {
-                    return Err(bad(
-                        "the password contains a reserved character (: / ? # [ ] @) that is not percent-encoded; encode it (e.g. @ as %40)".into(),
-                    ));
-                }
-                let user = percent_decode(u)
-                    .ok_or_else(|| bad("the user name has a broken %-escape".into()))?;
-                let password = match p {
-                    Some(p) => {
-                        Some(Secret::new(percent_decode(p).ok_or_else(|| {
-                            bad("the password has a broken %-escape".into())
-                        })?))
-                    }
-                    None => None,
-                };
-                (Some(user), password)
-            }
-        };
+        if let Some(ui) = userinfo {
+            check_userinfo(ui).map_err(|why| bad(why.into()))?;
+        }
+        let hosts = hostpath.split_once('/').map_or(hostpath, |(h, _)| h);
         if hosts.is_empty() || hosts.split(',').any(|h| h.trim().is_empty()) {
             return Err(bad("the host is missing".into()));
         }
-        if scheme == "mongodb+srv" && (hosts.contains(',') || hosts.contains(':')) {
-            return Err(bad(
-                "a mongodb+srv:// URI takes exactly one host name and no port".into(),
-            ));
-        }
-        for h in hosts.split(',') {
-            if let Some((_, port)) = h.rsplit_once(':')
-                && !h.ends_with(']')
-                && port.parse::<u16>().is_err()
-            {
-                return Err(bad(format!("the port in host '{h}' is not a number")));
-            }
-        }
-        let db = percent_decode(db)
-            .ok_or_else(|| bad("the database name has a broken %-escape".into()))?;
+        let cs = ConnectionString::parse(format!("{scheme}://{before_query}")).map_err(|e| {
+            let message = match e.kind.as_ref() {
+                ErrorKind::InvalidArgument { message, .. } => message.clone(),
+                _ => e.to_string(),
+            };
+            // The driver never quotes credentials; scrub anyway, in case a later one does.
+            bad(crate::secret::scrub(
+                &message,
+                &[&Secret::new(userinfo.unwrap_or(""))],
+            ))
+        })?;
+        let (user, password) = match cs.credential {
+            Some(c) => (c.username, c.password.map(Secret::new)),
+            None => (None, None),
+        };
         Ok(MongoUri {
             scheme: scheme.to_string(),
             user,
             password,
             hosts: hosts.to_string(),
-            db: (!db.is_empty()).then_some(db),
+            db: cs.default_database,
             query,
             raw: Secret::new(text),
         })
@@ -200,6 +172,31 @@ impl MongoUri {
     }
 }
 
+/// Says which part of the credentials is wrong, in words the user can act on (the driver
+/// only says "must be URL encoded").
+fn check_userinfo(ui: &str) -> Result<(), &'static str> {
+    let (u, p) = ui.split_once(':').map_or((ui, None), |(u, p)| (u, Some(p)));
+    if u.contains(USERINFO_RESERVED) {
+        return Err(
+            "the user name contains a reserved character (: / ? # [ ] @) that is not percent-encoded",
+        );
+    }
+    if let Some(p) = p {
+        if p.contains(USERINFO_RESERVED) {
+            return Err(
+                "the password contains a reserved character (: / ? # [ ] @) that is not percent-encoded; encode it (e.g. @ as %40)",
+            );
+        }
+        if percent_decode(p).is_none() {
+            return Err("the password has a broken %-escape");
+        }
+    }
+    if percent_decode(u).is_none() {
+        return Err("the user name has a broken %-escape");
+    }
+    Ok(())
+}
+
 /// Decodes `%XX` escapes; `None` on a broken escape or invalid UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -243,7 +240,7 @@ mod tests {
         assert!(t(
             "mongodb://h:1/?replicaSet=rs0&tls=true&tlsCAFile=/ca.pem"
         ));
-        assert!(t("mongodb://h:1/?SSL=TRUE"));
+        assert!(t("mongodb://h:1/?SSL=true"));
         assert!(!t("mongodb://h:1/?replicaSet=rs0"));
         assert!(!t("mongodb://h:1"));
     }
@@ -292,12 +289,15 @@ mod tests {
         for (text, why) in [
             ("http://x", "must start with"),
             ("mongodb+srv://u:p@a.net,b.net/db", "exactly one host"),
-            ("mongodb+srv://u:p@a.net:27017/db", "exactly one host"),
+            (
+                "mongodb+srv://u:p@a.net:27017/db",
+                "port cannot be specified",
+            ),
             ("mongodb://u:p@/db", "host is missing"),
             ("mongodb://u:se/cret@h/db", "password contains a reserved"),
             ("mongodb://u:pa:ss@h/db", "password contains a reserved"),
             ("mongodb://u:pa%zzss@h/db", "broken %-escape"),
-            ("mongodb://h:notaport/db", "not a number"),
+            ("mongodb://h:notaport/db", "invalid server address"),
         ] {
             let e = MongoUri::parse("--atlas-uri", text)
                 .unwrap_err()

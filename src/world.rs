@@ -5,6 +5,24 @@ use serde::Serialize;
 use crate::secret::Secret;
 use crate::taskdef::TaskDefSpec;
 
+/// The NFS port; rules for exactly this port exist only for EFS.
+pub const NFS_PORT: i32 = 2049;
+
+/// True when an image reference names a MongoDB server image.
+pub fn is_mongo_image(image: &str) -> bool {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
+    let repo = last.split(':').next().unwrap_or(last).to_ascii_lowercase();
+    matches!(
+        repo.as_str(),
+        "mongo"
+            | "mongodb"
+            | "mongodb-community-server"
+            | "mongodb-enterprise-server"
+            | "percona-server-mongodb"
+    )
+}
+
 /// Everything the plan is decided from.
 #[derive(Debug, Serialize)]
 pub struct World {

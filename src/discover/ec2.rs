@@ -45,63 +45,8 @@ pub async fn security_groups(aws: &Aws, ids: &[String]) -> Result<Vec<SecurityGr
     let mut out = Vec::new();
     for g in groups {
         let id = g.group_id.clone().unwrap_or_default();
-        let enis = aws
-            .ec2
-            .describe_network_interfaces()
-            .filters(Filter::builder().name("group-id").values(&id).build())
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws_error("ec2:DescribeNetworkInterfaces", Some(&id), e))?
-            .into_iter()
-            .map(|n| EniInfo {
-                id: n.network_interface_id.clone().unwrap_or_default(),
-                description: n.description.clone().unwrap_or_default(),
-                interface_type: n.interface_type.as_ref().map(|t| t.as_str().to_string()),
-                requester_id: n.requester_id.clone(),
-            })
-            .collect();
-        let mut referenced_by = Vec::new();
-        for (filter, direction) in [
-            ("ip-permission.group-id", "ingress"),
-            ("egress.ip-permission.group-id", "egress"),
-        ] {
-            let refs: Vec<SecurityGroup> = aws
-                .ec2
-                .describe_security_groups()
-                .filters(Filter::builder().name(filter).values(&id).build())
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| aws_error("ec2:DescribeSecurityGroups", Some(&id), e))?;
-            for other in refs {
-                if other.group_id.as_deref() == Some(id.as_str()) {
-                    continue;
-                }
-                let perms = if direction == "ingress" {
-                    other.ip_permissions()
-                } else {
-                    other.ip_permissions_egress()
-                };
-                for p in perms {
-                    if p.user_id_group_pairs()
-                        .iter()
-                        .any(|pair| pair.group_id.as_deref() == Some(id.as_str()))
-                    {
-                        referenced_by.push(RuleRef {
-                            group_id: other.group_id.clone().unwrap_or_default(),
-                            group_name: other.group_name.clone().unwrap_or_default(),
-                            direction: direction.to_string(),
-                            rule: rule_info(p),
-                        });
-                    }
-                }
-            }
-        }
+        let enis = network_interfaces(aws, &id).await?;
+        let referenced_by = referenced_by(aws, &id).await?;
         out.push(SecurityGroupInfo {
             name: g.group_name.clone().unwrap_or_default(),
             description: g.description.clone().unwrap_or_default(),
@@ -113,6 +58,69 @@ pub async fn security_groups(aws: &Aws, ids: &[String]) -> Result<Vec<SecurityGr
             used_by_file_systems: Vec::new(),
             id,
         });
+    }
+    Ok(out)
+}
+
+/// The network interfaces in group `id`.
+async fn network_interfaces(aws: &Aws, id: &str) -> Result<Vec<EniInfo>> {
+    Ok(aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("group-id").values(id).build())
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| aws_error("ec2:DescribeNetworkInterfaces", Some(id), e))?
+        .into_iter()
+        .map(|n| EniInfo {
+            id: n.network_interface_id.clone().unwrap_or_default(),
+            description: n.description.clone().unwrap_or_default(),
+            interface_type: n.interface_type.as_ref().map(|t| t.as_str().to_string()),
+            requester_id: n.requester_id.clone(),
+        })
+        .collect())
+}
+
+/// The rules of other groups that name group `id`.
+async fn referenced_by(aws: &Aws, id: &str) -> Result<Vec<RuleRef>> {
+    let mut out = Vec::new();
+    for (filter, direction) in [
+        ("ip-permission.group-id", "ingress"),
+        ("egress.ip-permission.group-id", "egress"),
+    ] {
+        let refs: Vec<SecurityGroup> = aws
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name(filter).values(id).build())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ec2:DescribeSecurityGroups", Some(id), e))?;
+        for other in refs.iter().filter(|o| o.group_id.as_deref() != Some(id)) {
+            let perms = if direction == "ingress" {
+                other.ip_permissions()
+            } else {
+                other.ip_permissions_egress()
+            };
+            for p in perms {
+                if p.user_id_group_pairs()
+                    .iter()
+                    .any(|pair| pair.group_id.as_deref() == Some(id))
+                {
+                    out.push(RuleRef {
+                        group_id: other.group_id.clone().unwrap_or_default(),
+                        group_name: other.group_name.clone().unwrap_or_default(),
+                        direction: direction.to_string(),
+                        rule: rule_info(p),
+                    });
+                }
+            }
+        }
     }
     Ok(out)
 }

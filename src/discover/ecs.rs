@@ -23,7 +23,7 @@ pub async fn service(aws: &Aws, cluster: &str, service: &str) -> Result<ServiceI
     {
         Ok(o) => o,
         Err(e) if error_code(&e) == Some("ClusterNotFoundException") => {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "ECS cluster '{cluster}' does not exist in {}; check --cluster and --region (aws ecs list-clusters)",
                 aws.region
             )));
@@ -35,44 +35,12 @@ pub async fn service(aws: &Aws, cluster: &str, service: &str) -> Result<ServiceI
         .iter()
         .find(|s| s.status.as_deref() != Some("INACTIVE"))
         .ok_or_else(|| {
-            Error::NotFound(format!(
+            Error::not_found(format!(
                 "ECS service '{service}' does not exist in cluster '{cluster}'; check --service (aws ecs list-services --cluster {cluster})"
             ))
         })?;
     let cluster_arn = s.cluster_arn.clone().unwrap_or_default();
-    let network = s
-        .network_configuration
-        .as_ref()
-        .and_then(|n| n.awsvpc_configuration.as_ref())
-        .map(|a| NetworkInfo {
-            subnets: a.subnets.clone(),
-            security_groups: a.security_groups().to_vec(),
-            assign_public_ip: a
-                .assign_public_ip
-                .as_ref()
-                .map(|x| x.as_str().to_string())
-                .unwrap_or_default(),
-        });
-    let deployments = s
-        .deployments()
-        .iter()
-        .map(|d| DeploymentInfo {
-            id: d.id.clone().unwrap_or_default(),
-            status: d.status.clone().unwrap_or_default(),
-            task_definition_arn: d.task_definition.clone().unwrap_or_default(),
-            desired_count: d.desired_count,
-            running_count: d.running_count,
-            rollout_state: d.rollout_state.as_ref().map(|r| r.as_str().to_string()),
-        })
-        .collect();
-    let circuit_breaker = s
-        .deployment_configuration
-        .as_ref()
-        .and_then(|c| c.deployment_circuit_breaker.as_ref())
-        .map(|c| CircuitBreaker {
-            enable: c.enable,
-            rollback: c.rollback,
-        });
+    let (network, deployments, circuit_breaker) = (network_of(s), deployments_of(s), breaker_of(s));
     Ok(ServiceInfo {
         cluster: cluster_arn.rsplit('/').next().unwrap_or(cluster).to_string(),
         cluster_arn,
@@ -80,7 +48,7 @@ pub async fn service(aws: &Aws, cluster: &str, service: &str) -> Result<ServiceI
         arn: s.service_arn.clone().unwrap_or_default(),
         status: s.status.clone().unwrap_or_default(),
         task_definition_arn: s.task_definition.clone().ok_or_else(|| {
-            Error::Refused(format!(
+            Error::refused(format!(
                 "ECS service '{service}' has no task definition (it may use an external deployment controller); efs2atlas needs an ECS-managed service"
             ))
         })?,
@@ -99,6 +67,48 @@ pub async fn service(aws: &Aws, cluster: &str, service: &str) -> Result<ServiceI
     })
 }
 
+/// The service's awsvpc settings.
+fn network_of(s: &aws_sdk_ecs::types::Service) -> Option<NetworkInfo> {
+    s.network_configuration
+        .as_ref()
+        .and_then(|n| n.awsvpc_configuration.as_ref())
+        .map(|a| NetworkInfo {
+            subnets: a.subnets.clone(),
+            security_groups: a.security_groups().to_vec(),
+            assign_public_ip: a
+                .assign_public_ip
+                .as_ref()
+                .map(|x| x.as_str().to_string())
+                .unwrap_or_default(),
+        })
+}
+
+/// The service's deployments.
+fn deployments_of(s: &aws_sdk_ecs::types::Service) -> Vec<DeploymentInfo> {
+    s.deployments()
+        .iter()
+        .map(|d| DeploymentInfo {
+            id: d.id.clone().unwrap_or_default(),
+            status: d.status.clone().unwrap_or_default(),
+            task_definition_arn: d.task_definition.clone().unwrap_or_default(),
+            desired_count: d.desired_count,
+            running_count: d.running_count,
+            rollout_state: d.rollout_state.as_ref().map(|r| r.as_str().to_string()),
+        })
+        .collect()
+}
+
+/// The service's deployment circuit breaker.
+fn breaker_of(s: &aws_sdk_ecs::types::Service) -> Option<CircuitBreaker> {
+    s.deployment_configuration
+        .as_ref()
+        .and_then(|c| c.deployment_circuit_breaker.as_ref())
+        .map(|c| CircuitBreaker {
+            enable: c.enable,
+            rollback: c.rollback,
+        })
+}
+
 /// Describes a task definition with its tags.
 pub async fn task_definition(
     aws: &Aws,
@@ -112,9 +122,9 @@ pub async fn task_definition(
         .send()
         .await
         .map_err(|e| aws_error("ecs:DescribeTaskDefinition", Some(arn), e))?;
-    let td = out
-        .task_definition
-        .ok_or_else(|| Error::NotFound(format!("task definition {arn} was not returned by ECS")))?;
+    let td = out.task_definition.ok_or_else(|| {
+        Error::not_found(format!("task definition {arn} was not returned by ECS"))
+    })?;
     Ok((td, out.tags.unwrap_or_default()))
 }
 
@@ -135,94 +145,9 @@ pub fn summarize(td: &TaskDefinition) -> TaskDefInfo {
     let containers = td
         .container_definitions()
         .iter()
-        .map(|c| ContainerInfo {
-            name: c.name.clone().unwrap_or_default(),
-            image: c.image.clone().unwrap_or_default(),
-            essential: c.essential.unwrap_or(true),
-            environment: c
-                .environment()
-                .iter()
-                .map(|kv| {
-                    let name = kv.name.clone().unwrap_or_default();
-                    let value = kv.value.clone().unwrap_or_default();
-                    let shown = crate::taskdef::shown_env_value(&name, &value, &[]);
-                    let value = if shown == value {
-                        ShownValue::Plain(value)
-                    } else {
-                        ShownValue::Sensitive {
-                            shown,
-                            value: crate::secret::Secret::new(value),
-                        }
-                    };
-                    EnvVar { name, value }
-                })
-                .collect(),
-            secrets: c
-                .secrets()
-                .iter()
-                .map(|s| SecretRef {
-                    name: s.name.clone(),
-                    value_from: s.value_from.clone(),
-                })
-                .collect(),
-            mount_points: c
-                .mount_points()
-                .iter()
-                .map(|m| MountPointInfo {
-                    source_volume: m.source_volume.clone().unwrap_or_default(),
-                    container_path: m.container_path.clone().unwrap_or_default(),
-                    read_only: m.read_only.unwrap_or(false),
-                })
-                .collect(),
-            depends_on: c
-                .depends_on()
-                .iter()
-                .map(|d| d.container_name.clone())
-                .collect(),
-            links: c.links().to_vec(),
-            volumes_from: c
-                .volumes_from()
-                .iter()
-                .filter_map(|v| v.source_container.clone())
-                .collect(),
-            ports: c
-                .port_mappings()
-                .iter()
-                .filter_map(|p| p.container_port)
-                .collect(),
-        })
+        .map(container_info)
         .collect();
-    let volumes = td
-        .volumes()
-        .iter()
-        .map(|v| {
-            let (kind, fs, ap, root) = if let Some(e) = &v.efs_volume_configuration {
-                (
-                    "efs",
-                    Some(e.file_system_id.clone()),
-                    e.authorization_config
-                        .as_ref()
-                        .and_then(|a| a.access_point_id.clone()),
-                    e.root_directory.clone(),
-                )
-            } else if v.docker_volume_configuration.is_some() {
-                ("docker", None, None, None)
-            } else if v.fsx_windows_file_server_volume_configuration.is_some() {
-                ("fsx", None, None, None)
-            } else if v.host.as_ref().is_some_and(|h| h.source_path.is_some()) {
-                ("host", None, None, None)
-            } else {
-                ("bind", None, None, None)
-            };
-            VolumeInfo {
-                name: v.name.clone().unwrap_or_default(),
-                kind: kind.into(),
-                file_system_id: fs,
-                access_point_id: ap,
-                root_directory: root,
-            }
-        })
-        .collect();
+    let volumes = td.volumes().iter().map(volume_info).collect();
     TaskDefInfo {
         arn: td.task_definition_arn.clone().unwrap_or_default(),
         family: td.family.clone().unwrap_or_default(),
@@ -242,6 +167,95 @@ pub fn summarize(td: &TaskDefinition) -> TaskDefInfo {
     }
 }
 
+/// One container of a task definition, env values masked where sensitive.
+fn container_info(c: &aws_sdk_ecs::types::ContainerDefinition) -> ContainerInfo {
+    ContainerInfo {
+        name: c.name.clone().unwrap_or_default(),
+        image: c.image.clone().unwrap_or_default(),
+        essential: c.essential.unwrap_or(true),
+        environment: c
+            .environment()
+            .iter()
+            .map(|kv| {
+                let name = kv.name.clone().unwrap_or_default();
+                let value = kv.value.clone().unwrap_or_default();
+                let shown = crate::taskdef::shown_env_value(&name, &value, &[]);
+                let value = if shown == value {
+                    ShownValue::Plain(value)
+                } else {
+                    ShownValue::Sensitive {
+                        shown,
+                        value: crate::secret::Secret::new(value),
+                    }
+                };
+                EnvVar { name, value }
+            })
+            .collect(),
+        secrets: c
+            .secrets()
+            .iter()
+            .map(|s| SecretRef {
+                name: s.name.clone(),
+                value_from: s.value_from.clone(),
+            })
+            .collect(),
+        mount_points: c
+            .mount_points()
+            .iter()
+            .map(|m| MountPointInfo {
+                source_volume: m.source_volume.clone().unwrap_or_default(),
+                container_path: m.container_path.clone().unwrap_or_default(),
+                read_only: m.read_only.unwrap_or(false),
+            })
+            .collect(),
+        depends_on: c
+            .depends_on()
+            .iter()
+            .map(|d| d.container_name.clone())
+            .collect(),
+        links: c.links().to_vec(),
+        volumes_from: c
+            .volumes_from()
+            .iter()
+            .filter_map(|v| v.source_container.clone())
+            .collect(),
+        ports: c
+            .port_mappings()
+            .iter()
+            .filter_map(|p| p.container_port)
+            .collect(),
+    }
+}
+
+/// One volume of a task definition.
+fn volume_info(v: &aws_sdk_ecs::types::Volume) -> VolumeInfo {
+    let (kind, fs, ap, root) = if let Some(e) = &v.efs_volume_configuration {
+        (
+            "efs",
+            Some(e.file_system_id.clone()),
+            e.authorization_config
+                .as_ref()
+                .and_then(|a| a.access_point_id.clone()),
+            e.root_directory.clone(),
+        )
+    } else if v.docker_volume_configuration.is_some() {
+        ("docker", None, None, None)
+    } else if v.fsx_windows_file_server_volume_configuration.is_some() {
+        ("fsx", None, None, None)
+    } else if v.host.as_ref().is_some_and(|h| h.source_path.is_some()) {
+        ("host", None, None, None)
+    } else {
+        ("bind", None, None, None)
+    };
+    VolumeInfo {
+        name: v.name.clone().unwrap_or_default(),
+        kind: kind.into(),
+        file_system_id: fs,
+        access_point_id: ap,
+        root_directory: root,
+    }
+}
+
 /// How many describe calls run at once while scanning the account.
 const SCAN_CONCURRENCY: usize = 8;
 
@@ -257,45 +271,15 @@ pub async fn efs_users(
     if fs_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut cache: HashMap<String, BTreeSet<String>> = HashMap::new();
-    let arns: Vec<String> = aws
-        .ecs
-        .list_task_definitions()
-        .status(TaskDefinitionStatus::Active)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| aws_error("ecs:ListTaskDefinitions", None, e))?;
-    describe_into(aws, &mut cache, arns.clone()).await?;
-
-    let mut users = Vec::new();
-    let push = |users: &mut Vec<EfsUser>,
-                kind: &str,
-                arn: &str,
-                td_arn: &str,
-                mounts: &BTreeSet<String>| {
-        for fs in mounts.intersection(fs_ids) {
-            let family = crate::taskdef::family_of(td_arn).to_string();
-            users.push(EfsUser {
-                file_system_id: fs.clone(),
-                kind: kind.into(),
-                arn: arn.to_string(),
-                same_family: family == own_family,
-                family,
-            });
-        }
+    let mut scan = Scan {
+        aws,
+        fs_ids,
+        own_family,
+        own_service_arn,
+        cache: HashMap::new(),
+        users: Vec::new(),
     };
-    for arn in &arns {
-        if arn == own_td_arn {
-            continue;
-        }
-        if let Some(m) = cache.get(arn) {
-            push(&mut users, "task-definition", arn, arn, m);
-        }
-    }
-
+    scan.task_definitions(own_td_arn).await?;
     let clusters: Vec<String> = aws
         .ecs
         .list_clusters()
@@ -306,8 +290,67 @@ pub async fn efs_users(
         .await
         .map_err(|e| aws_error("ecs:ListClusters", None, e))?;
     for cluster in &clusters {
-        let services: Vec<String> = aws
+        scan.services(cluster).await?;
+        scan.tasks(cluster).await?;
+    }
+    Ok(scan.users)
+}
+
+/// The account-wide search for other users of the EFS.
+struct Scan<'a> {
+    aws: &'a Aws,
+    fs_ids: &'a BTreeSet<String>,
+    own_family: &'a str,
+    own_service_arn: &'a str,
+    /// Task definition ARN → the EFS ids it mounts.
+    cache: HashMap<String, BTreeSet<String>>,
+    users: Vec<EfsUser>,
+}
+
+impl Scan<'_> {
+    /// Records `arn` (of `kind`, running `td_arn`) as a user of each EFS it mounts.
+    async fn found(&mut self, kind: &str, arn: &str, td_arn: &str) -> Result<()> {
+        describe_into(self.aws, &mut self.cache, vec![td_arn.to_string()]).await?;
+        let Some(mounts) = self.cache.get(td_arn) else {
+            return Ok(());
+        };
+        for fs in mounts.intersection(self.fs_ids) {
+            let family = crate::taskdef::family_of(td_arn).to_string();
+            self.users.push(EfsUser {
+                file_system_id: fs.clone(),
+                kind: kind.into(),
+                arn: arn.to_string(),
+                same_family: family == self.own_family,
+                family,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every ACTIVE task definition revision but the service's own.
+    async fn task_definitions(&mut self, own_td_arn: &str) -> Result<()> {
+        let arns: Vec<String> = self
+            .aws
             .ecs
+            .list_task_definitions()
+            .status(TaskDefinitionStatus::Active)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs:ListTaskDefinitions", None, e))?;
+        describe_into(self.aws, &mut self.cache, arns.clone()).await?;
+        for arn in arns.iter().filter(|a| *a != own_td_arn) {
+            self.found("task-definition", arn, arn).await?;
+        }
+        Ok(())
+    }
+
+    /// The other services of `cluster`.
+    async fn services(&mut self, cluster: &str) -> Result<()> {
+        let ecs = &self.aws.ecs;
+        let services: Vec<String> = ecs
             .list_services()
             .cluster(cluster)
             .into_paginator()
@@ -317,8 +360,7 @@ pub async fn efs_users(
             .await
             .map_err(|e| aws_error("ecs:ListServices", Some(cluster), e))?;
         for chunk in services.chunks(10) {
-            let out = aws
-                .ecs
+            let out = ecs
                 .describe_services()
                 .cluster(cluster)
                 .set_services(Some(chunk.to_vec()))
@@ -331,17 +373,19 @@ pub async fn efs_users(
                 else {
                     continue;
                 };
-                if arn == own_service_arn || s.status.as_deref() == Some("INACTIVE") {
+                if arn == self.own_service_arn || s.status.as_deref() == Some("INACTIVE") {
                     continue;
                 }
-                describe_into(aws, &mut cache, vec![td.to_string()]).await?;
-                if let Some(m) = cache.get(td) {
-                    push(&mut users, "service", arn, td, m);
-                }
+                self.found("service", arn, td).await?;
             }
         }
-        let tasks: Vec<String> = aws
-            .ecs
+        Ok(())
+    }
+
+    /// The running tasks of `cluster` that are not the service's own.
+    async fn tasks(&mut self, cluster: &str) -> Result<()> {
+        let ecs = &self.aws.ecs;
+        let tasks: Vec<String> = ecs
             .list_tasks()
             .cluster(cluster)
             .desired_status(DesiredStatus::Running)
@@ -353,11 +397,10 @@ pub async fn efs_users(
             .map_err(|e| aws_error("ecs:ListTasks", Some(cluster), e))?;
         let own_group = format!(
             "service:{}",
-            own_service_arn.rsplit('/').next().unwrap_or_default()
+            self.own_service_arn.rsplit('/').next().unwrap_or_default()
         );
         for chunk in tasks.chunks(100) {
-            let out = aws
-                .ecs
+            let out = ecs
                 .describe_tasks()
                 .cluster(cluster)
                 .set_tasks(Some(chunk.to_vec()))
@@ -370,17 +413,13 @@ pub async fn efs_users(
                 else {
                     continue;
                 };
-                if t.group.as_deref() == Some(own_group.as_str()) {
-                    continue;
-                }
-                describe_into(aws, &mut cache, vec![td.to_string()]).await?;
-                if let Some(m) = cache.get(td) {
-                    push(&mut users, "task", arn, td, m);
+                if t.group.as_deref() != Some(own_group.as_str()) {
+                    self.found("task", arn, td).await?;
                 }
             }
         }
+        Ok(())
     }
-    Ok(users)
 }
 
 /// Describes the task definitions not yet in `cache` (a few at a time) and records the EFS

@@ -20,38 +20,7 @@ pub async fn file_system(aws: &Aws, id: &str) -> Result<Option<FileSystemInfo>> 
     let Some(fs) = out.file_systems().first() else {
         return Ok(None);
     };
-    let mts = aws
-        .efs
-        .describe_mount_targets()
-        .file_system_id(id)
-        .send()
-        .await
-        .map_err(|e| aws_error("efs:DescribeMountTargets", Some(id), e))?;
-    let mut mount_targets = Vec::new();
-    for mt in mts.mount_targets() {
-        let sgs = aws
-            .efs
-            .describe_mount_target_security_groups()
-            .mount_target_id(&mt.mount_target_id)
-            .send()
-            .await
-            .map_err(|e| {
-                aws_error(
-                    "efs:DescribeMountTargetSecurityGroups",
-                    Some(&mt.mount_target_id),
-                    e,
-                )
-            })?;
-        mount_targets.push(MountTargetInfo {
-            id: mt.mount_target_id.clone(),
-            subnet_id: mt.subnet_id.clone(),
-            availability_zone: mt.availability_zone_name.clone(),
-            network_interface_id: mt.network_interface_id.clone(),
-            ip_address: mt.ip_address.clone(),
-            security_groups: sgs.security_groups,
-            lifecycle_state: mt.life_cycle_state.as_str().to_string(),
-        });
-    }
+    let mount_targets = mount_targets(aws, id).await?;
     let access_points: Vec<AccessPointInfo> = aws
         .efs
         .describe_access_points()
@@ -85,4 +54,41 @@ pub async fn file_system(aws: &Aws, id: &str) -> Result<Option<FileSystemInfo>> 
         mount_targets,
         access_points,
     }))
+}
+
+/// The file system's mount targets, each with its security groups.
+async fn mount_targets(aws: &Aws, id: &str) -> Result<Vec<MountTargetInfo>> {
+    let mts = aws
+        .efs
+        .describe_mount_targets()
+        .file_system_id(id)
+        .send()
+        .await
+        .map_err(|e| aws_error("efs:DescribeMountTargets", Some(id), e))?;
+    let mut mount_targets = Vec::new();
+    for mt in mts.mount_targets() {
+        let sgs = aws
+            .efs
+            .describe_mount_target_security_groups()
+            .mount_target_id(&mt.mount_target_id)
+            .send()
+            .await
+            .map_err(|e| {
+                aws_error(
+                    "efs:DescribeMountTargetSecurityGroups",
+                    Some(&mt.mount_target_id),
+                    e,
+                )
+            })?;
+        mount_targets.push(MountTargetInfo {
+            id: mt.mount_target_id.clone(),
+            subnet_id: mt.subnet_id.clone(),
+            availability_zone: mt.availability_zone_name.clone(),
+            network_interface_id: mt.network_interface_id.clone(),
+            ip_address: mt.ip_address.clone(),
+            security_groups: sgs.security_groups,
+            lifecycle_state: mt.life_cycle_state.as_str().to_string(),
+        });
+    }
+    Ok(mount_targets)
 }

@@ -40,7 +40,7 @@ pub async fn check_source_can_freeze(m: &Mongo) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(Error::Refused(format!(
+    Err(Error::refused(format!(
         "the source user {} may not freeze writes: it lacks the {} privilege on the cluster. Grant it the hostManager and clusterMonitor roles on admin (or use the root user, as the mongo image's MONGO_INITDB_ROOT_USERNAME is), or pass --freeze none (writes made during the migration can then be lost)",
         m.uri.user.as_deref().unwrap_or("(none)"),
         missing.join(", ")
@@ -104,7 +104,7 @@ pub async fn check_target_can_write(m: &Mongo, dbs: &[String]) -> Result<()> {
                 }
                 let unauthorized = matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 13);
                 if unauthorized {
-                    return Err(Error::Refused(format!(
+                    return Err(Error::refused(format!(
                         "the target user {} may not {what} in database {db} (found in preflight; nothing was copied). Give it the readWriteAnyDatabase and dbAdminAnyDatabase roles (in Atlas: a database user with \"Read and write to any database\" plus dbAdmin), then run again",
                         m.uri.user.as_deref().unwrap_or("(none)")
                     )));

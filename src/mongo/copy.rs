@@ -3,24 +3,24 @@
 //! indexes built after the data, views last. Every acknowledged batch is journaled, so a
 //! re-run continues where the last one stopped.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, FuturesOrdered, StreamExt};
 use mongodb::bson::{Bson, Document, RawBson, RawDocumentBuf, doc};
-use mongodb::error::ErrorKind;
 use mongodb::{Collection, Cursor};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::journal::{CollectionProgress, SharedJournal};
-use crate::mongo::meta::{CollectionMeta, IndexMeta};
-use crate::mongo::ns::{Namespace, Selection};
+use crate::mongo::Mongo;
+use crate::mongo::batches::{Batch, insert_batch, read_batches};
+use crate::mongo::indexes::build_indexes;
+use crate::mongo::jobs::{Item, exists, key};
+use crate::mongo::ns::Selection;
+use crate::mongo::observe::Observer;
 use crate::mongo::order;
-use crate::mongo::stream::{id_of, show_id};
-use crate::mongo::{Mongo, as_i64};
+use crate::mongo::progress::{CollectionProgress, ProgressStore};
 
 /// Knobs of the copy.
 #[derive(Clone, Debug)]
@@ -54,33 +54,6 @@ impl Default for CopyOptions {
             writers: 2,
         }
     }
-}
-
-/// Receives progress; the terminal UI implements it, library code never prints.
-pub trait Observer: Send + Sync {
-    /// A collection starts (or resumes with `done_docs` already copied).
-    fn start(&self, _ns: &str, _estimated_docs: u64, _done_docs: u64, _done_bytes: u64) {}
-    /// A batch was acknowledged.
-    fn progress(&self, _ns: &str, _docs: u64, _bytes: u64) {}
-    /// A collection is finished.
-    fn finish(&self, _ns: &str) {}
-}
-
-/// An observer that ignores everything.
-pub struct Quiet;
-impl Observer for Quiet {}
-
-/// A source collection or view selected for copying.
-#[derive(Clone, Debug)]
-pub struct Item {
-    /// Source namespace.
-    pub source: Namespace,
-    /// Target namespace.
-    pub target: Namespace,
-    /// Its metadata.
-    pub meta: CollectionMeta,
-    /// Estimated document count at the start.
-    pub estimated_docs: u64,
 }
 
 /// What happened to one collection.
@@ -129,89 +102,23 @@ pub struct CopyReport {
     pub index_deferred: Vec<String>,
 }
 
-/// Lists the source namespaces the selection takes, with their target names.
-pub async fn select(src: &Mongo, sel: &Selection) -> Result<Vec<Item>> {
-    let mut items = Vec::new();
-    let mut dbs = Vec::new();
-    for (db, _) in src.list_databases().await? {
-        if !sel.wants_db(&db) {
-            continue;
-        }
-        let mut any = false;
-        for entry in src.list_collections(&db).await? {
-            let Some(meta) = CollectionMeta::from_entry(&entry) else {
-                continue;
-            };
-            let ns = Namespace::new(db.clone(), meta.name.clone());
-            if !sel.wants(&ns) {
-                continue;
-            }
-            any = true;
-            let estimated_docs = if meta.is_view() {
-                0
-            } else {
-                src.client
-                    .database(&db)
-                    .collection::<Document>(&meta.name)
-                    .estimated_document_count()
-                    .await
-                    .unwrap_or(0)
-            };
-            items.push(Item {
-                target: sel.target_of(&ns),
-                source: ns,
-                meta,
-                estimated_docs,
-            });
-        }
-        if any {
-            dbs.push(db);
-        }
-    }
-    for d in &sel.dbs {
-        if !dbs.contains(d) && !items.iter().any(|i| &i.source.db == d) {
-            return Err(Error::Usage(format!(
-                "--db {d}: the source has no such database with selected collections (it has: {})",
-                src.list_databases()
-                    .await?
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
-    sel.check_target_db(&dbs)?;
-    // Biggest first so parallel slots stay busy; views last.
-    items.sort_by(|a, b| {
-        a.meta
-            .is_view()
-            .cmp(&b.meta.is_view())
-            .then(b.estimated_docs.cmp(&a.estimated_docs))
-    });
-    Ok(items)
-}
-
 /// Proves the target user may create, write, index and drop in every target database, then
 /// refuses to write into target collections that already hold documents, unless `--drop` or
 /// this journal already started them.
 pub async fn check_targets(
     dst: &Mongo,
     items: &[Item],
-    journal: &SharedJournal,
+    journal: &dyn ProgressStore,
     drop: bool,
 ) -> Result<()> {
     let mut dbs: Vec<String> = items.iter().map(|i| i.target.db.clone()).collect();
     dbs.sort();
     dbs.dedup();
     crate::mongo::access::check_target_can_write(dst, &dbs).await?;
-    let j = journal.snapshot()?;
     let mut busy = Vec::new();
     for it in items {
-        let started = j
-            .copy
-            .collections
-            .get(&it.source.to_string())
+        let started = journal
+            .copied(&it.source.to_string())?
             .is_some_and(|p| p.created);
         if started || drop {
             continue;
@@ -241,7 +148,7 @@ pub async fn check_targets(
     if busy.is_empty() {
         return Ok(());
     }
-    Err(Error::Refused(format!(
+    Err(Error::refused(format!(
         "the target already holds data in {}; efs2atlas will not write into it. Pass --drop to replace {} (their data is lost), --ns-exclude to skip {}, or copy into another database with --target-db",
         busy.join(", "),
         if busy.len() == 1 { "it" } else { "them" },
@@ -255,7 +162,7 @@ pub async fn run(
     dst: &Mongo,
     items: &[Item],
     opts: &CopyOptions,
-    journal: &SharedJournal,
+    journal: &dyn ProgressStore,
     observer: &dyn Observer,
     cancel: &Cancel,
 ) -> Result<CopyReport> {
@@ -274,7 +181,7 @@ pub async fn run(
         .map(|it| async move {
             let r = copy_collection(ctx, it).await;
             if let Err(e) = &r
-                && !matches!(e, Error::Interrupted(_))
+                && !e.is_interrupted()
             {
                 // One failure stops the others at their next batch; the journal keeps their progress.
                 cancel.cancel();
@@ -294,7 +201,7 @@ pub async fn run(
                 // A real failure explains more than the interruptions it caused.
                 if first_err
                     .as_ref()
-                    .is_none_or(|f| matches!(f, Error::Interrupted(_)))
+                    .is_none_or(|f: &Error| f.is_interrupted())
                 {
                     first_err = Some(e);
                 }
@@ -325,18 +232,13 @@ pub async fn run(
     Ok(report)
 }
 
-fn key(it: &Item) -> String {
-    it.source.to_string()
-}
-
-async fn create_view(dst: &Mongo, it: &Item, journal: &SharedJournal) -> Result<CollectionReport> {
+async fn create_view(
+    dst: &Mongo,
+    it: &Item,
+    journal: &dyn ProgressStore,
+) -> Result<CollectionReport> {
     let k = key(it);
-    let done = journal
-        .snapshot()?
-        .copy
-        .collections
-        .get(&k)
-        .is_some_and(|p| p.created);
+    let done = journal.copied(&k)?.is_some_and(|p| p.created);
     if !done {
         let db = dst.client.database(&it.target.db);
         if !exists(dst, &it.target).await? {
@@ -375,23 +277,15 @@ struct Ctx<'a> {
     src: &'a Mongo,
     dst: &'a Mongo,
     opts: &'a CopyOptions,
-    journal: &'a SharedJournal,
+    journal: &'a dyn ProgressStore,
     observer: &'a dyn Observer,
     cancel: &'a Cancel,
 }
 
 async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
-    let Ctx {
-        src,
-        dst,
-        opts,
-        journal,
-        observer,
-        cancel,
-    } = *ctx;
     let started = Instant::now();
     let k = key(it);
-    let prior = journal.snapshot()?.copy.collections.get(&k).cloned();
+    let prior = ctx.journal.copied(&k)?;
     let resumed = prior.is_some();
     let mut progress = prior.unwrap_or_else(|| CollectionProgress {
         target: it.target.to_string(),
@@ -401,85 +295,102 @@ async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
     if progress.data_done && progress.indexes_done {
         return Ok(report(it, &progress, (0, 0), started, resumed));
     }
-    if cancel.is_cancelled() {
+    if ctx.cancel.is_cancelled() {
         return Err(interrupted());
     }
-    let tdb = dst.client.database(&it.target.db);
     if !progress.created {
-        // Dropping and "create unless it exists" are idempotent: a dropped link retries them.
-        crate::mongo::with_retries(&format!("creating {k}"), cancel, || async {
-            if opts.drop {
-                tdb.collection::<Document>(&it.target.coll)
-                    .drop()
-                    .await
-                    .map_err(|e| dst.err(format!("dropping {}", it.target), e))?;
-            }
-            if !exists(dst, &it.target).await? {
-                tdb.run_command(it.meta.create_command(&it.target.coll))
-                    .await
-                    .map_err(|e| {
-                        dst.err(
-                            format!("creating {} with the source's options", it.target),
-                            e,
-                        )
-                    })?;
-            }
-            Ok(())
-        })
-        .await?;
+        create_target(ctx, it).await?;
         progress.created = true;
-        record(journal, &k, progress.clone(), true)?;
+        record(ctx.journal, &k, progress.clone(), true)?;
     }
-    observer.start(&k, it.estimated_docs, progress.docs, progress.bytes);
+    ctx.observer
+        .start(&k, it.estimated_docs, progress.docs, progress.bytes);
     let mut copied_now = (0, 0);
     if !progress.data_done {
-        // Each retry continues after the last acknowledged batch; progress resets the budget.
-        let progress_cell = std::sync::Mutex::new(progress);
-        let docs_so_far = || progress_cell.lock().map(|g| g.docs).unwrap_or(0);
-        // (docs when the previous attempt started, halvings): an attempt that got nowhere
-        // makes the next one use half-size batches.
-        let last = std::sync::Mutex::new((None::<u64>, 0usize));
-        let result = crate::mongo::with_retries_progress(
-            &format!("copying {k}"),
-            cancel,
-            docs_so_far,
-            || async {
-                let mut p = progress_cell.lock().map(|g| g.clone()).unwrap_or_default();
-                let halvings = match last.lock() {
-                    Ok(mut l) => {
-                        l.1 = if l.0 == Some(p.docs) { l.1 + 1 } else { 0 };
-                        l.0 = Some(p.docs);
-                        l.1
-                    }
-                    Err(_) => 0,
-                };
-                let r = copy_data(ctx, it, &mut p, halvings).await;
-                if let Ok(mut g) = progress_cell.lock() {
-                    *g = p;
-                }
-                r
-            },
-        )
-        .await;
-        progress = progress_cell.into_inner().unwrap_or_default();
-        let (d, b) = result?;
-        copied_now = (d, b);
+        let (p, r) = copy_with_retries(ctx, it, progress).await;
+        progress = p;
+        copied_now = r?;
     }
     if !progress.indexes_done {
-        if cancel.is_cancelled() {
+        if ctx.cancel.is_cancelled() {
             return Err(interrupted());
         }
         // Building an index that already exists with the same options is a no-op: retryable.
         (progress.index_errors, progress.index_deferred) =
-            crate::mongo::with_retries(&format!("indexing {k}"), cancel, || {
-                build_indexes(src, dst, it)
+            crate::mongo::with_retries(&format!("indexing {k}"), ctx.cancel, || {
+                build_indexes(ctx.src, ctx.dst, it)
             })
             .await?;
         progress.indexes_done = true;
-        record(journal, &k, progress.clone(), true)?;
+        record(ctx.journal, &k, progress.clone(), true)?;
     }
-    observer.finish(&k);
+    ctx.observer.finish(&k);
     Ok(report(it, &progress, copied_now, started, resumed))
+}
+
+/// Creates the target collection with the source's options (dropping it first with
+/// `--drop`). Both are idempotent, so a dropped link retries them.
+async fn create_target(ctx: &Ctx<'_>, it: &Item) -> Result<()> {
+    let (dst, opts) = (ctx.dst, ctx.opts);
+    let tdb = dst.client.database(&it.target.db);
+    let what = format!("creating {}", key(it));
+    crate::mongo::with_retries(&what, ctx.cancel, || async {
+        if opts.drop {
+            tdb.collection::<Document>(&it.target.coll)
+                .drop()
+                .await
+                .map_err(|e| dst.err(format!("dropping {}", it.target), e))?;
+        }
+        if !exists(dst, &it.target).await? {
+            tdb.run_command(it.meta.create_command(&it.target.coll))
+                .await
+                .map_err(|e| {
+                    dst.err(
+                        format!("creating {} with the source's options", it.target),
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Copies the documents, retrying from the last acknowledged batch; an attempt that got
+/// nowhere makes the next one use half-size batches. Returns the progress (whatever
+/// happened) and what this run copied.
+async fn copy_with_retries(
+    ctx: &Ctx<'_>,
+    it: &Item,
+    progress: CollectionProgress,
+) -> (CollectionProgress, Result<(u64, u64)>) {
+    let progress_cell = std::sync::Mutex::new(progress);
+    let docs_so_far = || progress_cell.lock().map(|g| g.docs).unwrap_or(0);
+    // (docs when the previous attempt started, halvings)
+    let last = std::sync::Mutex::new((None::<u64>, 0usize));
+    let result = crate::mongo::with_retries_progress(
+        &format!("copying {}", key(it)),
+        ctx.cancel,
+        docs_so_far,
+        || async {
+            let mut p = progress_cell.lock().map(|g| g.clone()).unwrap_or_default();
+            let halvings = match last.lock() {
+                Ok(mut l) => {
+                    l.1 = if l.0 == Some(p.docs) { l.1 + 1 } else { 0 };
+                    l.0 = Some(p.docs);
+                    l.1
+                }
+                Err(_) => 0,
+            };
+            let r = copy_data(ctx, it, &mut p, halvings).await;
+            if let Ok(mut g) = progress_cell.lock() {
+                *g = p;
+            }
+            r
+        },
+    )
+    .await;
+    (progress_cell.into_inner().unwrap_or_default(), result)
 }
 
 fn report(
@@ -505,45 +416,56 @@ fn report(
     }
 }
 
-/// True when the namespace exists (as a collection or view) on that server.
-async fn exists(m: &Mongo, ns: &Namespace) -> Result<bool> {
-    let names = m
-        .client
-        .database(&ns.db)
-        .list_collection_names()
-        .await
-        .map_err(|e| m.err(format!("listing collections of {}", ns.db), e))?;
-    Ok(names.contains(&ns.coll))
-}
-
 /// Writes one collection's progress into the journal (saved now when `force`).
 fn record(
-    journal: &SharedJournal,
+    journal: &dyn ProgressStore,
     key: &str,
     progress: CollectionProgress,
     force: bool,
 ) -> Result<()> {
-    journal.update(force, |j| {
-        j.copy.collections.insert(key.to_string(), progress);
-    })
+    journal.record_copy(key, progress, force)
 }
 
 fn interrupted() -> Error {
-    Error::Interrupted("interrupted; progress is saved in the journal".into())
-}
-
-/// A batch read from the source, in `_id` order.
-struct Batch {
-    docs: Vec<RawDocumentBuf>,
-    bytes: u64,
-    last_id: RawBson,
-    /// False once the source has returned an `_id` out of MongoDB order.
-    order_ok: bool,
+    Error::interrupted("interrupted; progress is saved in the journal")
 }
 
 /// Parses a journaled `_id`.
 fn id_from_journal(v: &serde_json::Value) -> Option<Bson> {
     Bson::try_from(v.clone()).ok()
+}
+
+/// Opens the source cursor after the last acknowledged `_id` when the source's order was
+/// trustworthy; otherwise rescans everything (duplicate checks skip what is already there).
+async fn open_source(
+    src: &Mongo,
+    it: &Item,
+    progress: &CollectionProgress,
+    batch_size: u32,
+) -> Result<Cursor<RawDocumentBuf>> {
+    let scoll: Collection<RawDocumentBuf> = src
+        .client
+        .database(&it.source.db)
+        .collection(&it.source.coll);
+    let resume_after = match (&progress.last_id, progress.order_trusted) {
+        (Some(v), true) => id_from_journal(v),
+        _ => None,
+    };
+    let filter = match &resume_after {
+        Some(b) => {
+            let raw = RawBson::try_from(b.clone()).map_err(|e| {
+                Error::other(format!("journal _id for {} is unusable: {e}", key(it)))
+            })?;
+            order::after_filter(&raw.as_raw_bson_ref())
+        }
+        None => doc! {},
+    };
+    scoll
+        .find(filter)
+        .sort(doc! {"_id": 1})
+        .batch_size(batch_size)
+        .await
+        .map_err(|e| src.err(format!("reading {}", it.source), e))
 }
 
 async fn copy_data(
@@ -552,327 +474,107 @@ async fn copy_data(
     progress: &mut CollectionProgress,
     halvings: usize,
 ) -> Result<(u64, u64)> {
-    let Ctx {
-        src,
-        dst,
-        opts,
-        journal,
-        observer,
-        cancel,
-    } = *ctx;
-    let k = key(it);
-    let scoll: Collection<RawDocumentBuf> = src
-        .client
-        .database(&it.source.db)
-        .collection(&it.source.coll);
-    let tcoll: Collection<RawDocumentBuf> = dst
-        .client
-        .database(&it.target.db)
-        .collection(&it.target.coll);
-
-    // Resume after the last acknowledged _id when the source's order was trustworthy;
-    // otherwise rescan everything and let duplicate checks skip what is already there.
-    let resume_after = match (&progress.last_id, progress.order_trusted) {
-        (Some(v), true) => id_from_journal(v),
-        _ => None,
-    };
-    let filter = match &resume_after {
-        Some(b) => {
-            let raw = RawBson::try_from(b.clone())
-                .map_err(|e| Error::Other(format!("journal _id for {k} is unusable: {e}")))?;
-            order::after_filter(&raw.as_raw_bson_ref())
-        }
-        None => doc! {},
-    };
+    let opts = ctx.opts;
     // After failures without progress, smaller batches get through a link that keeps dropping.
     let shrink = 1usize << halvings.min(5);
-    let cursor = scoll
-        .find(filter)
-        .sort(doc! {"_id": 1})
-        .batch_size((2000 / shrink as u32).max(50))
-        .await
-        .map_err(|e| src.err(format!("reading {}", it.source), e))?;
-
-    let (tx, mut rx) = mpsc::channel::<Result<Batch>>(2);
+    let batch_size = (2000 / shrink as u32).max(50);
+    let cursor = open_source(ctx.src, it, progress, batch_size).await?;
+    let (tx, rx) = mpsc::channel::<Result<Batch>>(2);
     let reader = tokio::spawn(read_batches(
         cursor,
         tx,
         (opts.batch_bytes / shrink).max(64 * 1024),
         (opts.batch_docs / shrink).max(100),
-        src.clone(),
+        ctx.src.clone(),
         it.source.to_string(),
     ));
-
-    let mut in_flight = FuturesOrdered::new();
-    let mut copied = (0u64, 0u64);
-    let mut reading = true;
-    let mut result: Result<()> = Ok(());
-    loop {
-        let can_take = reading && in_flight.len() < opts.writers.max(1) && !cancel.is_cancelled();
-        tokio::select! {
-            biased;
-            done = in_flight.next(), if !in_flight.is_empty() => {
-                let Some(done) = done else { continue };
-                match done {
-                    Ok((docs, bytes, last_id, order_ok)) => {
-                        let (docs, bytes): (u64, u64) = (docs, bytes);
-                        copied.0 += docs;
-                        copied.1 += bytes;
-                        progress.docs += docs;
-                        progress.bytes += bytes;
-                        progress.last_id = Some(Bson::try_from(last_id).map(|b| b.into_canonical_extjson()).unwrap_or(serde_json::Value::Null));
-                        progress.order_trusted = progress.order_trusted && order_ok;
-                        record(journal, &k, progress.clone(), false)?;
-                        observer.progress(&k, docs, bytes);
-                    }
-                    Err(e) => { result = Err(e); break; }
-                }
-            }
-            batch = rx.recv(), if can_take => {
-                match batch {
-                    Some(Ok(b)) => {
-                        let tcoll = tcoll.clone();
-                        let dst = dst.clone();
-                        let target = it.target.to_string();
-                        let live = opts.live;
-                        in_flight.push_back(async move {
-                            let n = b.docs.len() as u64;
-                            insert_batch(&dst, &tcoll, &target, b.docs, live).await?;
-                            Ok::<_, Error>((n, b.bytes, b.last_id, b.order_ok))
-                        });
-                    }
-                    Some(Err(e)) => { result = Err(e); break; }
-                    None => reading = false,
-                }
-            }
-            _ = cancel.cancelled(), if in_flight.is_empty() && reading => {
-                break;
-            }
-            else => break,
-        }
-    }
-    drop(rx);
+    let (copied, reading, result) = pump(ctx, it, progress, rx).await;
     reader.abort();
     // Whatever was acknowledged is in `progress`; make it durable before reporting anything.
-    record(journal, &k, progress.clone(), true)?;
+    let k = key(it);
+    record(ctx.journal, &k, progress.clone(), true)?;
     result?;
     if reading {
         return Err(interrupted());
     }
     progress.data_done = true;
-    record(journal, &k, progress.clone(), true)?;
+    record(ctx.journal, &k, progress.clone(), true)?;
     Ok(copied)
 }
 
-/// Reads the cursor into byte-bounded batches and sends them down a bounded channel, so at
-/// most a few batches are ever held in memory.
-async fn read_batches(
-    mut cursor: Cursor<RawDocumentBuf>,
-    tx: mpsc::Sender<Result<Batch>>,
-    batch_bytes: usize,
-    batch_docs: usize,
-    src: Mongo,
-    ns: String,
-) {
-    let mut docs = Vec::new();
-    let mut bytes = 0usize;
-    let mut prev: Option<RawBson> = None;
-    let mut order_ok = true;
-    loop {
-        match cursor.advance().await {
-            Ok(true) => {
-                let raw = cursor.current();
-                let id = id_of(raw);
-                if let Some(p) = &prev
-                    && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
-                        != std::cmp::Ordering::Less
-                {
-                    order_ok = false;
-                }
-                prev = Some(id);
-                bytes += raw.as_bytes().len();
-                docs.push(raw.to_raw_document_buf());
-                if bytes >= batch_bytes || docs.len() >= batch_docs {
-                    let last_id = prev.clone().unwrap_or(RawBson::Null);
-                    let b = Batch {
-                        docs: std::mem::take(&mut docs),
-                        bytes: bytes as u64,
-                        last_id,
-                        order_ok,
-                    };
-                    bytes = 0;
-                    if tx.send(Ok(b)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Ok(false) => break,
-            Err(e) => {
-                let _ = tx.send(Err(src.err(format!("reading {ns}"), e))).await;
-                return;
-            }
-        }
-    }
-    if !docs.is_empty() {
-        let last_id = prev.unwrap_or(RawBson::Null);
-        let _ = tx
-            .send(Ok(Batch {
-                docs,
-                bytes: bytes as u64,
-                last_id,
-                order_ok,
-            }))
-            .await;
-    }
-}
-
-/// Inserts a batch, unordered. Duplicate `_id`s are fine when the target holds the very same
-/// bytes (a batch acknowledged by the server but not yet journaled before a crash); anything
-/// else is an error naming the document.
-async fn insert_batch(
-    dst: &Mongo,
-    coll: &Collection<RawDocumentBuf>,
-    ns: &str,
-    docs: Vec<RawDocumentBuf>,
-    live: bool,
-) -> Result<()> {
-    let err = match coll
-        .insert_many(&docs)
-        .ordered(false)
-        // Documents the source holds go over as they are, even ones its validator would now refuse.
-        .bypass_document_validation(true)
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(e) => e,
-    };
-    let ErrorKind::InsertMany(ime) = err.kind.as_ref() else {
-        return Err(dst.err(format!("inserting into {ns}"), err));
-    };
-    if let Some(wce) = &ime.write_concern_error {
-        return Err(Error::Mongo {
-            context: format!("target: inserting into {ns}"),
-            message: format!("write concern not satisfied: {}", wce.message),
-        });
-    }
-    let mut dups = Vec::new();
-    for we in ime.write_errors.iter().flatten() {
-        let Some(doc) = docs.get(we.index) else {
-            continue;
-        };
-        if we.code == 11000 {
-            dups.push(doc);
-        } else {
-            return Err(Error::Mongo {
-                context: format!("target: inserting into {ns}"),
-                message: format!(
-                    "document _id {} was rejected (code {}): {}",
-                    show_id(&id_of(doc)),
-                    we.code,
-                    we.message
-                ),
-            });
-        }
-    }
-    if dups.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Bson> = dups
-        .iter()
-        .filter_map(|d| Bson::try_from(id_of(d)).ok())
-        .collect();
-    let mut existing: HashMap<String, RawDocumentBuf> = HashMap::new();
-    let mut cur = coll
-        .find(doc! {"_id": {"$in": ids}})
-        .await
-        .map_err(|e| dst.err(format!("reading back duplicates in {ns}"), e))?;
-    while cur
-        .advance()
-        .await
-        .map_err(|e| dst.err(format!("reading back duplicates in {ns}"), e))?
-    {
-        let raw = cur.current();
-        existing.insert(show_id(&id_of(raw)), raw.to_raw_document_buf());
-    }
-    for d in dups {
-        let id = show_id(&id_of(d));
-        match existing.get(&id) {
-            Some(t) if t.as_bytes() == d.as_bytes() => {}
-            Some(_) if live => {
-                tracing::debug!(
-                    "{ns}: _id {id} changed on the source since it was first sent; sync patches it"
-                );
-            }
-            Some(_) => {
-                return Err(Error::Mongo {
-                    context: format!("target: inserting into {ns}"),
-                    message: format!(
-                        "the target already holds a different document with _id {id} (left by another writer or an earlier run?); re-run with --drop to start this collection over"
-                    ),
-                });
-            }
-            None => {
-                return Err(Error::Mongo {
-                    context: format!("target: inserting into {ns}"),
-                    message: format!(
-                        "document _id {id} collides with a unique index on the target"
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Builds the source's indexes on the target, one command per index, and returns the
-/// failures (e.g. a unique index over duplicate values) with the server's reason.
-/// Builds the source's indexes on the target; returns the failures and the unique indexes
-/// a duplicate key turned away. The latter are not errors: copied while the app wrote, two
-/// documents can hold one unique value for a moment (a swap straddled the scan); `sync`
-/// patches them and then builds the index.
-async fn build_indexes(src: &Mongo, dst: &Mongo, it: &Item) -> Result<(Vec<String>, Vec<String>)> {
-    let mut errors = Vec::new();
-    let mut deferred = Vec::new();
-    let tdb = dst.client.database(&it.target.db);
-    for entry in src.list_indexes(&it.source.db, &it.source.coll).await? {
-        let Some(ix) = IndexMeta::from_entry(&entry) else {
-            continue;
-        };
-        if ix.is_id_index() {
-            continue;
-        }
-        if let Err(e) = tdb.run_command(ix.create_command(&it.target.coll)).await {
-            let duplicate =
-                matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 11000);
-            if duplicate {
-                let note = format!(
-                    "unique index {} on {}: documents copied while the app wrote share a key for now; sync builds it after patching them",
-                    ix.name, it.target
-                );
-                tracing::warn!("{note}");
-                deferred.push(note);
-            } else {
-                errors.push(format!(
-                    "index {} on {}: {}",
-                    ix.name,
-                    it.target,
-                    crate::mongo::describe(&dst.uri, &e)
-                ));
-            }
-        }
-    }
-    Ok((errors, deferred))
-}
-
-/// Counts documents of a collection exactly.
-pub async fn count(m: &Mongo, ns: &Namespace) -> Result<u64> {
-    let r = m
+/// Inserts the batches as they come, a few in flight, recording each acknowledged one.
+/// Returns what was copied, whether the source still had more (stopped early), and how it
+/// ended.
+async fn pump(
+    ctx: &Ctx<'_>,
+    it: &Item,
+    progress: &mut CollectionProgress,
+    mut rx: mpsc::Receiver<Result<Batch>>,
+) -> ((u64, u64), bool, Result<()>) {
+    let k = key(it);
+    let tcoll: Collection<RawDocumentBuf> = ctx
+        .dst
         .client
-        .database(&ns.db)
-        .run_command(doc! {"count": &ns.coll})
-        .await
-        .map_err(|e| m.err(format!("counting {ns}"), e))?;
-    Ok(r.get("n").and_then(as_i64).unwrap_or(0) as u64)
+        .database(&it.target.db)
+        .collection(&it.target.coll);
+    let mut in_flight = FuturesOrdered::new();
+    let mut copied = (0u64, 0u64);
+    let mut reading = true;
+    let result: Result<()> = loop {
+        let can_take =
+            reading && in_flight.len() < ctx.opts.writers.max(1) && !ctx.cancel.is_cancelled();
+        tokio::select! {
+            biased;
+            done = in_flight.next(), if !in_flight.is_empty() => {
+                let Some(done) = done else { continue };
+                let (docs, bytes, last_id, order_ok) = match done {
+                    Ok(d) => d,
+                    Err(e) => break Err(e),
+                };
+                copied.0 += docs;
+                copied.1 += bytes;
+                acknowledged(progress, docs, bytes, last_id, order_ok);
+                if let Err(e) = record(ctx.journal, &k, progress.clone(), false) {
+                    break Err(e);
+                }
+                ctx.observer.progress(&k, docs, bytes);
+            }
+            batch = rx.recv(), if can_take => match batch {
+                Some(Ok(b)) => {
+                    let (tcoll, dst) = (tcoll.clone(), ctx.dst.clone());
+                    let (target, live) = (it.target.to_string(), ctx.opts.live);
+                    in_flight.push_back(async move {
+                        let n = b.docs.len() as u64;
+                        insert_batch(&dst, &tcoll, &target, b.docs, live).await?;
+                        Ok::<_, Error>((n, b.bytes, b.last_id, b.order_ok))
+                    });
+                }
+                Some(Err(e)) => break Err(e),
+                None => reading = false,
+            },
+            _ = ctx.cancel.cancelled(), if in_flight.is_empty() && reading => break Ok(()),
+            else => break Ok(()),
+        }
+    };
+    (copied, reading, result)
+}
+
+/// Counts an acknowledged batch into the collection's progress.
+fn acknowledged(
+    p: &mut CollectionProgress,
+    docs: u64,
+    bytes: u64,
+    last_id: RawBson,
+    order_ok: bool,
+) {
+    p.docs += docs;
+    p.bytes += bytes;
+    p.last_id = Some(
+        Bson::try_from(last_id)
+            .map(|b| b.into_canonical_extjson())
+            .unwrap_or(serde_json::Value::Null),
+    );
+    p.order_trusted = p.order_trusted && order_ok;
 }
 
 /// How often the journal is written during a copy (plus at every collection boundary).

@@ -19,13 +19,10 @@ pub struct FreezeOutcome {
 
 /// Locks the source against writes.
 pub async fn lock(m: &Mongo) -> Result<FreezeOutcome> {
-    let r = m.client.database("admin").run_command(doc! {"fsync": 1, "lock": true}).await.map_err(|e| Error::Mongo {
-        context: format!("source ({}): freezing writes with fsync lock", m.uri.redacted()),
-        message: format!(
+    let r = m.client.database("admin").run_command(doc! {"fsync": 1, "lock": true}).await.map_err(|e| Error::mongo(format!("source ({}): freezing writes with fsync lock", m.uri.redacted()), format!(
             "{}. The user needs the fsync privilege (e.g. the root or hostManager role); or pass --freeze none to continue without a freeze (writes during the copy can then be lost)",
             crate::mongo::scrub_err(&m.uri, &e)
-        ),
-    })?;
+        )))?;
     let count = r.get("lockCount").and_then(as_i64);
     Ok(match count {
         Some(n) if n >= 1 => FreezeOutcome {

@@ -2,11 +2,17 @@
 //! verify and discovery share.
 
 pub mod access;
+pub mod batches;
+pub mod compare;
 pub mod copy;
 pub mod freeze;
+pub mod indexes;
+pub mod jobs;
 pub mod meta;
 pub mod ns;
+pub mod observe;
 pub mod order;
+pub mod progress;
 pub mod stream;
 pub mod sync;
 pub mod verify;
@@ -39,7 +45,7 @@ impl Mongo {
     /// Connects and pings; errors suggest a tunnel or `--source-uri` when the server is unreachable.
     pub async fn connect(uri: &MongoUri, role: &'static str, timeout: Duration) -> Result<Mongo> {
         let mut opts = ClientOptions::parse(uri.expose()).await.map_err(|e| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "the {role} URI {} was rejected by the MongoDB driver: {}",
                 uri.redacted(),
                 scrub_err(uri, &e)
@@ -49,7 +55,7 @@ impl Mongo {
         opts.server_selection_timeout = Some(timeout);
         opts.connect_timeout = Some(timeout);
         let client = Client::with_options(opts).map_err(|e| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "the {role} URI {} is not usable: {}",
                 uri.redacted(),
                 scrub_err(uri, &e)
@@ -64,11 +70,13 @@ impl Mongo {
             .database("admin")
             .run_command(doc! {"ping": 1})
             .await
-            .map_err(|e| Error::Mongo {
-                context: format!("{role} {}", uri.redacted()),
-                message: diagnose(role, uri, &e).unwrap_or_else(|| {
-                    format!("{}; check the address and credentials", describe(uri, &e))
-                }),
+            .map_err(|e| {
+                Error::mongo(
+                    format!("{role} {}", uri.redacted()),
+                    diagnose(role, uri, &e).unwrap_or_else(|| {
+                        format!("{}; check the address and credentials", describe(uri, &e))
+                    }),
+                )
             })?;
         Ok(m)
     }
@@ -83,9 +91,9 @@ impl Mongo {
         );
         let message = diagnose(self.role, &self.uri, &e).unwrap_or_else(|| describe(&self.uri, &e));
         if is_transient(&e) {
-            Error::MongoTransient { context, message }
+            Error::mongo_transient(context, message)
         } else {
-            Error::Mongo { context, message }
+            Error::mongo(context, message)
         }
     }
 
@@ -223,12 +231,12 @@ where
                 tracing::warn!("{what}: {e}; retrying in {pause:?} ({attempt}/{RETRY_ATTEMPTS})");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = cancel.cancelled() => return Err(Error::Interrupted(format!("interrupted while waiting to retry {what}"))),
+                    _ = cancel.cancelled() => return Err(Error::interrupted(format!("interrupted while waiting to retry {what}"))),
                 }
                 pause = (pause * 2).min(RETRY_MAX_PAUSE);
             }
             Err(e) if e.is_transient() => {
-                return Err(Error::Other(format!(
+                return Err(Error::other(format!(
                     "{what}: gave up after {RETRY_ATTEMPTS} retries: {e}. Progress is in the journal; run the same command (or `efs2atlas resume`) once the server is reachable"
                 )));
             }
@@ -280,33 +288,40 @@ pub fn scrub_err(uri: &MongoUri, e: &impl std::fmt::Display) -> String {
 /// One sentence for the failures an operator fixes in the URI or the user's roles (login,
 /// TLS, address, privileges), saying which side and what to do; `None` for anything else.
 pub fn diagnose(role: &str, uri: &MongoUri, e: &mongodb::error::Error) -> Option<String> {
+    let lower = e.to_string().to_lowercase();
+    let sentence =
+        login_problem(role, uri, e, &lower).or_else(|| reach_problem(role, uri, e, &lower))?;
+    Some(scrub_text(uri, &sentence))
+}
+
+/// Wrong credentials, an untrusted or rejected certificate, a missing privilege.
+fn login_problem(
+    role: &str,
+    uri: &MongoUri,
+    e: &mongodb::error::Error,
+    lower: &str,
+) -> Option<String> {
     use mongodb::error::ErrorKind;
-    let text = e.to_string();
-    let lower = text.to_lowercase();
     let flag = format!("--{role}-uri");
-    let hosts = &uri.hosts;
     let user = uri.user.as_deref().unwrap_or("(none)");
     let code = match e.kind.as_ref() {
         ErrorKind::Command(c) => Some(c.code),
         _ => None,
     };
-    let tunnel = if role == "source" {
-        "; a mongo container inside a VPC is reached through a tunnel (e.g. `aws ssm start-session ... AWS-StartPortForwardingSessionToRemoteHost`) and --source-uri mongodb://127.0.0.1:PORT"
-    } else {
-        ""
-    };
-    let sentence = if matches!(e.kind.as_ref(), ErrorKind::Authentication { .. })
+    if matches!(e.kind.as_ref(), ErrorKind::Authentication { .. })
         || code == Some(18)
         || lower.contains("authentication failed")
     {
-        format!(
+        return Some(format!(
             "the {role} server rejected the login of user {user}: wrong user name or password, or the user is defined in another database than the URI's authSource; fix the credentials in {flag}"
-        )
-    } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
-        format!(
+        ));
+    }
+    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        return Some(format!(
             "the {role} server's TLS certificate is not signed by a CA this machine trusts (UnknownIssuer); for a private CA add tlsCAFile=/path/to/ca.pem to {flag}"
-        )
-    } else if lower.contains("invalid peer certificate") {
+        ));
+    }
+    if lower.contains("invalid peer certificate") {
         let why = lower
             .split("invalid peer certificate:")
             .nth(1)
@@ -318,52 +333,73 @@ pub fn diagnose(role: &str, uri: &MongoUri, e: &mongodb::error::Error) -> Option
                     .to_string()
             })
             .unwrap_or_default();
-        format!(
+        return Some(format!(
             "the {role} server's TLS certificate was rejected ({why}); check the host name in {flag} and the server's certificate"
-        )
-    } else if code == Some(13) || lower.contains("not authorized") {
+        ));
+    }
+    if code == Some(13) || lower.contains("not authorized") {
         let what = match e.kind.as_ref() {
             ErrorKind::Command(c) => c.message.clone(),
             _ => describe(uri, e),
         };
-        format!(
+        return Some(format!(
             "the {role} user {user} lacks a privilege ({}); give it the roles efs2atlas needs (see docs/guide.md: source root, or hostManager + clusterMonitor + readAnyDatabase; target readWriteAnyDatabase + dbAdminAnyDatabase + clusterMonitor)",
             scrub_text(uri, &what)
-        )
-    } else if lower.contains("connection refused") {
-        format!(
-            "nothing accepts connections at {hosts} (connection refused); check the host and port in {flag}{tunnel}"
-        )
-    } else if !uri.tls_requested()
-        && [
-            "connection reset",
-            "unexpected end of file",
-            "early eof",
-            "broken pipe",
-            "connection closed",
-        ]
-        .iter()
-        .any(|w| lower.contains(w))
-    {
-        format!(
-            "the {role} server at {hosts} closed the connection at once: it probably requires TLS (Atlas always does); add tls=true to {flag} (and tlsCAFile= for a private CA)"
-        )
-    } else if lower.contains("failed to lookup address")
-        || lower.contains("name or service not known")
-        || lower.contains("no record found")
-        || lower.contains("dns")
-    {
-        format!("the {role} host in {flag} ({hosts}) does not resolve; check its spelling{tunnel}")
-    } else if matches!(e.kind.as_ref(), ErrorKind::ServerSelection { .. })
-        && (lower.contains("timed out") || lower.contains("timeout"))
-    {
-        format!(
-            "no {role} server answered at {hosts} in time; check the address in {flag} and that the network lets this machine reach it{tunnel}"
-        )
+        ));
+    }
+    None
+}
+
+/// Nothing listening, TLS required but not asked for, a name that does not resolve, no answer.
+fn reach_problem(
+    role: &str,
+    uri: &MongoUri,
+    e: &mongodb::error::Error,
+    lower: &str,
+) -> Option<String> {
+    let flag = format!("--{role}-uri");
+    let hosts = &uri.hosts;
+    let tunnel = if role == "source" {
+        "; a mongo container inside a VPC is reached through a tunnel (e.g. `aws ssm start-session ... AWS-StartPortForwardingSessionToRemoteHost`) and --source-uri mongodb://127.0.0.1:PORT"
     } else {
-        return None;
+        ""
     };
-    Some(scrub_text(uri, &sentence))
+    let closed = [
+        "connection reset",
+        "unexpected end of file",
+        "early eof",
+        "broken pipe",
+        "connection closed",
+    ];
+    let unresolved = [
+        "failed to lookup address",
+        "name or service not known",
+        "no record found",
+        "dns",
+    ];
+    if lower.contains("connection refused") {
+        Some(format!(
+            "nothing accepts connections at {hosts} (connection refused); check the host and port in {flag}{tunnel}"
+        ))
+    } else if !uri.tls_requested() && closed.iter().any(|w| lower.contains(w)) {
+        Some(format!(
+            "the {role} server at {hosts} closed the connection at once: it probably requires TLS (Atlas always does); add tls=true to {flag} (and tlsCAFile= for a private CA)"
+        ))
+    } else if unresolved.iter().any(|w| lower.contains(w)) {
+        Some(format!(
+            "the {role} host in {flag} ({hosts}) does not resolve; check its spelling{tunnel}"
+        ))
+    } else if matches!(
+        e.kind.as_ref(),
+        mongodb::error::ErrorKind::ServerSelection { .. }
+    ) && (lower.contains("timed out") || lower.contains("timeout"))
+    {
+        Some(format!(
+            "no {role} server answered at {hosts} in time; check the address in {flag} and that the network lets this machine reach it{tunnel}"
+        ))
+    } else {
+        None
+    }
 }
 
 /// A driver error as one readable sentence (the driver's Display lists internal fields).

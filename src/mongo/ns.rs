@@ -42,7 +42,7 @@ impl Pattern {
     /// Parses a pattern; it must have the `db.coll` form.
     pub fn parse(flag: &str, s: &str) -> Result<Pattern> {
         if !s.contains('.') || s.starts_with('.') || s.ends_with('.') {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "{flag} '{s}' must have the form DB.COLLECTION (with * wildcards), e.g. 'shop.*' or '*.users'"
             )));
         }
@@ -121,7 +121,7 @@ impl Selection {
     pub fn check_target_db(&self, selected_dbs: &[String]) -> Result<()> {
         if let Some(t) = &self.target_db {
             if selected_dbs.len() != 1 {
-                return Err(Error::Usage(format!(
+                return Err(Error::usage(format!(
                     "--target-db {t} renames one database, but {} are selected ({}); pick one with --db NAME",
                     selected_dbs.len(),
                     selected_dbs.join(", ")
@@ -141,7 +141,7 @@ pub fn validate_db_name(flag: &str, name: &str) -> Result<()> {
             '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
         ])
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{flag} '{name}' is not a valid database name (1-63 characters, none of / \\ . space \" $ * < > : | ?)"
         )));
     }

@@ -12,19 +12,20 @@ use futures_util::stream::{self, StreamExt};
 use mongodb::Collection;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::error::ErrorKind;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::journal::SharedJournal;
 use crate::mongo::Mongo;
-use crate::mongo::copy::{Item, Observer};
+use crate::mongo::compare::{
+    Partial, Patch, compare_docs, compare_options, extra_collections, target_meta,
+};
+use crate::mongo::jobs::Item;
 use crate::mongo::meta::IndexMeta;
 use crate::mongo::ns::Selection;
+use crate::mongo::observe::Observer;
+use crate::mongo::progress::{CollectionSync, Counts, ProgressStore};
 use crate::mongo::stream::{Diff, DiffKind, id_of, show_id};
-use crate::mongo::verify::{
-    Partial, compare_docs, compare_options, extra_collections, target_meta,
-};
 
 /// Writes are sent when this many bytes of documents are pending...
 const PATCH_BATCH_BYTES: usize = 2 * 1024 * 1024;
@@ -43,54 +44,6 @@ pub struct SyncOptions {
     /// Target namespaces efs2atlas created (by copy or an earlier sync): extra ones among
     /// them are dropped; other extra collections are left alone and reported.
     pub owned: BTreeSet<String>,
-}
-
-/// Writes applied to one collection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Counts {
-    /// Documents inserted (missing on the target).
-    pub inserted: u64,
-    /// Documents replaced (different bytes).
-    pub replaced: u64,
-    /// Documents deleted (not on the source any more).
-    pub deleted: u64,
-    /// Writes that first hit a unique index and went through on a later round.
-    pub conflicts_resolved: u64,
-}
-
-impl Counts {
-    fn add(&mut self, o: &Counts) {
-        self.inserted += o.inserted;
-        self.replaced += o.replaced;
-        self.deleted += o.deleted;
-        self.conflicts_resolved += o.conflicts_resolved;
-    }
-}
-
-/// What sync did to one collection or view.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CollectionSync {
-    /// Source namespace.
-    pub source: String,
-    /// Target namespace.
-    pub target: String,
-    /// collection, view, timeseries.
-    pub kind: String,
-    /// Created on the target by this sync (new on the source since the copy).
-    pub created: bool,
-    /// Document writes.
-    #[serde(flatten)]
-    pub counts: Counts,
-    /// Documents read on both sides.
-    pub documents_compared: u64,
-    /// Indexes created (new or changed on the source).
-    pub indexes_created: Vec<String>,
-    /// Indexes dropped (gone or changed on the source).
-    pub indexes_dropped: Vec<String>,
-    /// Option differences sync does not change (reported; verify flags them).
-    pub option_differences: Vec<String>,
-    /// Seconds spent.
-    pub seconds: f64,
 }
 
 /// The whole sync.
@@ -134,6 +87,12 @@ pub struct Patcher<'a> {
     pub done: Counts,
 }
 
+impl Patch for Patcher<'_> {
+    async fn apply(&mut self, d: Diff) -> Result<bool> {
+        Patcher::apply(self, d).await
+    }
+}
+
 impl<'a> Patcher<'a> {
     /// A patcher for one target collection.
     pub fn new(src: &'a Mongo, dst: &'a Mongo, it: &Item) -> Patcher<'a> {
@@ -163,7 +122,7 @@ impl<'a> Patcher<'a> {
     /// sent one (every write queued so far is then acknowledged).
     pub async fn apply(&mut self, d: Diff) -> Result<bool> {
         let id = Bson::try_from(d.id.clone())
-            .map_err(|e| Error::Other(format!("{}: unreadable _id: {e}", self.ns)))?;
+            .map_err(|e| Error::other(format!("{}: unreadable _id: {e}", self.ns)))?;
         match d.kind {
             DiffKind::Extra => {
                 self.extras.push(id);
@@ -171,7 +130,7 @@ impl<'a> Patcher<'a> {
             }
             DiffKind::Missing | DiffKind::Different => {
                 let doc = d.source_doc.ok_or_else(|| {
-                    Error::Other(format!(
+                    Error::other(format!(
                         "{}: no source document for _id {}",
                         self.ns,
                         show_id(&d.id)
@@ -235,10 +194,10 @@ impl<'a> Patcher<'a> {
             return Err(self.dst.err(format!("writing to {}", self.ns), err));
         };
         if let Some(wce) = &ime.write_concern_error {
-            return Err(Error::Mongo {
-                context: format!("target: writing to {}", self.ns),
-                message: format!("write concern not satisfied: {}", wce.message),
-            });
+            return Err(Error::mongo(
+                format!("target: writing to {}", self.ns),
+                format!("write concern not satisfied: {}", wce.message),
+            ));
         }
         let mut turned_away = Vec::new();
         for we in ime.write_errors.iter().flatten() {
@@ -246,15 +205,15 @@ impl<'a> Patcher<'a> {
                 continue;
             };
             if we.code != 11000 {
-                return Err(Error::Mongo {
-                    context: format!("target: writing to {}", self.ns),
-                    message: format!(
+                return Err(Error::mongo(
+                    format!("target: writing to {}", self.ns),
+                    format!(
                         "document _id {} was rejected (code {}): {}",
                         show_id(&id_of(doc)),
                         we.code,
                         we.message
                     ),
-                });
+                ));
             }
             turned_away.push((doc.clone(), we.message.clone()));
         }
@@ -277,13 +236,13 @@ impl<'a> Patcher<'a> {
             .map_err(|e| self.src.err(&context, e))?;
         match found {
             None => Ok(()),
-            Some(d) => Err(Error::MongoTransient {
-                context: format!("source ({}): {context}", self.src.uri.redacted()),
-                message: format!(
+            Some(d) => Err(Error::mongo_transient(
+                format!("source ({}): {context}", self.src.uri.redacted()),
+                format!(
                     "the source still has _id {} although its scan did not return it; comparing again from the last acknowledged batch",
                     show_id(&id_of(&d))
                 ),
-            }),
+            )),
         }
     }
 
@@ -349,14 +308,14 @@ impl<'a> Patcher<'a> {
         }
         match self.deferred.first() {
             None => Ok(()),
-            Some((doc, why)) => Err(Error::Mongo {
-                context: format!("target: writing to {}", self.ns),
-                message: format!(
+            Some((doc, why)) => Err(Error::mongo(
+                format!("target: writing to {}", self.ns),
+                format!(
                     "{} document(s) still collide with a unique index after {CONFLICT_ROUNDS} rounds, e.g. _id {}: {why}; the target's indexes may differ from the source's (run `efs2atlas verify`)",
                     self.deferred.len(),
                     show_id(&id_of(doc))
                 ),
-            }),
+            )),
         }
     }
 }
@@ -367,13 +326,13 @@ pub async fn run(
     dst: &Mongo,
     items: &[Item],
     opts: &SyncOptions,
-    journal: Option<&SharedJournal>,
+    journal: Option<&dyn ProgressStore>,
     observer: &dyn Observer,
     cancel: &Cancel,
 ) -> Result<SyncReport> {
     let started = Instant::now();
     let done: BTreeMap<String, CollectionSync> = match journal {
-        Some(j) => j.snapshot()?.sync,
+        Some(j) => j.synced()?,
         None => BTreeMap::new(),
     };
     let mut report = SyncReport::default();
@@ -390,9 +349,7 @@ pub async fn run(
             .map(|it| async move {
                 let r = sync_collection(src, dst, it, observer, cancel).await?;
                 if let Some(j) = journal {
-                    j.update(true, |j| {
-                        j.sync.insert(it.source.to_string(), r.clone());
-                    })?;
+                    j.record_sync(&it.source.to_string(), &r)?;
                 }
                 Ok(r)
             })

@@ -2,32 +2,23 @@
 //! exact bytes on both sides, index and option comparison, and, on a mismatch, the `_id`s
 //! that are missing, extra or different. It never relies on `dbHash`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
-use mongodb::bson::{Document, RawDocumentBuf};
+use mongodb::bson::RawDocumentBuf;
 use serde::Serialize;
 
 use crate::cancel::Cancel;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mongo::Mongo;
-use crate::mongo::copy::{Item, Observer};
-use crate::mongo::meta::{CollectionMeta, IndexMeta};
-use crate::mongo::ns::{Namespace, Selection};
-use crate::mongo::stream::{DiffKind, Digest, Merge, SortedScan, show_id};
-
-/// How many differing `_id`s are listed per collection by default.
-pub const DEFAULT_MAX_EXAMPLES: usize = 20;
-
-/// One listed difference.
-#[derive(Clone, Debug, Serialize)]
-pub struct Example {
-    /// missing / extra / different.
-    pub kind: DiffKind,
-    /// The `_id`, as relaxed extended JSON.
-    pub id: String,
-}
+use crate::mongo::compare::{
+    Example, Merged, NoPatch, Partial, compare_docs, compare_indexes, compare_options,
+    extra_collections, target_meta,
+};
+use crate::mongo::jobs::Item;
+use crate::mongo::ns::Selection;
+use crate::mongo::observe::Observer;
+use crate::mongo::stream::{Digest, SortedScan};
 
 /// The verdict for one collection.
 #[derive(Clone, Debug, Serialize)]
@@ -181,157 +172,34 @@ pub async fn run(
     Ok(report)
 }
 
-/// What the attempts so far compared of one collection.
-#[derive(Default)]
-pub(crate) struct Partial {
-    after: Option<mongodb::bson::RawBson>,
-    source_digest: Digest,
-    target_digest: Digest,
-    /// Documents only in the source.
-    pub missing: u64,
-    /// Documents only in the target.
-    pub extra: u64,
-    /// Documents with different bytes.
-    pub different: u64,
-    examples: Vec<Example>,
-}
-
-impl Partial {
-    /// Documents compared up to the checkpoint (both sides).
-    pub fn compared(&self) -> u64 {
-        self.source_digest.count + self.target_digest.count
-    }
-}
-
-/// What a finished merge of one collection saw.
-pub(crate) struct Merged {
-    /// Source digest.
-    pub source_digest: Digest,
-    /// Target digest.
-    pub target_digest: Digest,
-    /// Why `_id`s could not be matched one by one, when a server does not sort like MongoDB.
-    pub unreliable: Option<String>,
-}
-
-/// Merges one collection's source and target in `_id` order, counting the differences into
-/// `part`. With a `patch`, each difference is also written to the target (that is `sync`;
-/// verify is the same merge with no writes). Interrupted by an error, `part` keeps where a
-/// retry may continue: for verify, everything compared; for sync, the last point up to which
-/// every write was acknowledged (queued writes after it are found again).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn compare_docs(
-    src: &Mongo,
-    dst: &Mongo,
-    it: &Item,
-    part: &mut Partial,
-    max_examples: usize,
-    mut patch: Option<&mut crate::mongo::sync::Patcher<'_>>,
-    observer: &dyn Observer,
-    cancel: &Cancel,
-) -> Result<Merged> {
-    let k = it.source.to_string();
-    observer.start(&k, it.estimated_docs, 0, 0);
+/// Reads the whole source collection for its digest (the target has nothing to compare).
+async fn scan_source(src: &Mongo, it: &Item) -> Result<Digest> {
     let scoll = src
         .client
         .database(&it.source.db)
         .collection::<RawDocumentBuf>(&it.source.coll);
-    let tcoll = dst
-        .client
-        .database(&it.target.db)
-        .collection::<RawDocumentBuf>(&it.target.coll);
-    let (s, t) = tokio::join!(
-        SortedScan::open_after(&scoll, part.after.as_ref()),
-        SortedScan::open_after(&tcoll, part.after.as_ref())
-    );
-    let timeseries = it.meta.kind == "timeseries";
-    let s = s
-        .map_err(|e| src.err(format!("reading {}", it.source), e))?
-        .canonical(timeseries);
-    let t = t
-        .map_err(|e| dst.err(format!("reading {}", it.target), e))?
-        .canonical(timeseries);
-    let mut merge = Merge::resume(s, t, part.source_digest, part.target_digest);
-    let mut last_reported = merge.source_digest.count;
-    let outcome: Result<()> = loop {
-        if cancel.is_cancelled() {
-            break Err(Error::Interrupted(format!(
-                "interrupted while comparing {k}"
-            )));
-        }
-        let d = match merge.next_diff().await {
-            Ok(d) => d,
-            Err(e) => {
-                break Err(both_sides_err(
-                    src,
-                    dst,
-                    &format!("comparing {k} with {}", it.target),
-                    e,
-                ));
-            }
-        };
-        let seen = merge.source_digest.count;
-        if seen - last_reported >= 1000 {
-            observer.progress(&k, seen - last_reported, 0);
-            last_reported = seen;
-        }
-        let Some(d) = d else { break Ok(()) };
-        if patch.is_some() && merge.unreliable() {
-            break Err(Error::Refused(format!(
-                "{}; sync matches documents by _id order and cannot patch {k} on this server: copy it again with `efs2atlas copy --drop --ns-include {k}` instead",
-                unreliable_reason(&merge)
-            )));
-        }
-        match d.kind {
-            DiffKind::Missing => part.missing += 1,
-            DiffKind::Extra => part.extra += 1,
-            DiffKind::Different => part.different += 1,
-        }
-        if part.examples.len() < max_examples {
-            part.examples.push(Example {
-                kind: d.kind,
-                id: show_id(&d.id),
-            });
-        }
-        if let Some(p) = patch.as_deref_mut() {
-            match p.apply(d).await {
-                // Everything up to here is on the target: a retry may start after it.
-                Ok(true) => {
-                    part.after = merge.done_through.clone();
-                    part.source_digest = merge.source_digest;
-                    part.target_digest = merge.target_digest;
-                }
-                Ok(false) => {}
-                Err(e) => break Err(e),
-            }
-        }
-    };
-    if let Err(e) = outcome {
-        // Keep what was compared, unless the order cannot be trusted (then restart from scratch).
-        if patch.is_none() && !merge.unreliable() {
-            part.after = merge.done_through.clone().or(part.after.take());
-            part.source_digest = merge.source_digest;
-            part.target_digest = merge.target_digest;
-        }
-        return Err(e);
-    }
-    observer.progress(&k, merge.source_digest.count - last_reported, 0);
-    observer.finish(&k);
-    Ok(Merged {
-        source_digest: merge.source_digest,
-        target_digest: merge.target_digest,
-        unreliable: merge.unreliable().then(|| unreliable_reason(&merge)),
-    })
+    let read_err = |e| src.err(format!("reading {}", it.source), e);
+    let mut scan = SortedScan::open(&scoll).await.map_err(read_err)?;
+    while scan.next().await.map_err(read_err)?.is_some() {}
+    Ok(scan.digest)
 }
 
-fn unreliable_reason(merge: &Merge) -> String {
-    let (side, (a, b)) = match (&merge.source.out_of_order, &merge.target.out_of_order) {
-        (Some(p), _) => ("source", p.clone()),
-        (_, Some(p)) => ("target", p.clone()),
-        _ => ("", (String::new(), String::new())),
-    };
-    format!(
-        "the {side} server returned _id {b} after {a}, which is not MongoDB's sort order, so individual documents cannot be matched; counts and digests are still exact"
-    )
+/// What the merge found, into the verdict; no per-document lists when the order was
+/// unreliable (counts and digests stay exact).
+fn record_merge(v: &mut CollectionVerdict, merged: Merged, part: Partial) {
+    v.source_digest = merged.source_digest;
+    v.target_digest = merged.target_digest;
+    v.missing = part.missing;
+    v.extra = part.extra;
+    v.different = part.different;
+    v.examples = part.examples;
+    if let Some(why) = merged.unreliable {
+        v.pinpoint_unavailable = Some(why);
+        v.missing = 0;
+        v.extra = 0;
+        v.different = 0;
+        v.examples.clear();
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -360,27 +228,13 @@ async fn verify_collection(
         index_differences: vec![],
         option_differences: vec![],
     };
-    let target_meta = target_meta(dst, &it.target).await?;
-    let Some(target_meta) = target_meta else {
+    let Some(target_meta) = target_meta(dst, &it.target).await? else {
         v.option_differences
             .push(format!("{} does not exist on the target", it.target));
         if !it.meta.is_view() {
             // Still count the source so the report says how much is missing.
-            let scoll = src
-                .client
-                .database(&it.source.db)
-                .collection::<RawDocumentBuf>(&it.source.coll);
-            let mut scan = SortedScan::open(&scoll)
-                .await
-                .map_err(|e| src.err(format!("reading {}", it.source), e))?;
-            while scan
-                .next()
-                .await
-                .map_err(|e| src.err(format!("reading {}", it.source), e))?
-                .is_some()
-            {}
-            v.source_digest = scan.digest;
-            v.missing = scan.digest.count;
+            v.source_digest = scan_source(src, it).await?;
+            v.missing = v.source_digest.count;
         }
         return Ok(v);
     };
@@ -404,7 +258,7 @@ async fn verify_collection(
         it,
         &mut part,
         max_examples,
-        None,
+        None::<&mut NoPatch>,
         observer,
         cancel,
     )
@@ -418,170 +272,8 @@ async fn verify_collection(
             return Err(e);
         }
     };
-    v.source_digest = merged.source_digest;
-    v.target_digest = merged.target_digest;
-    v.missing = part.missing;
-    v.extra = part.extra;
-    v.different = part.different;
-    v.examples = part.examples;
-    if let Some(why) = merged.unreliable {
-        v.pinpoint_unavailable = Some(why);
-        v.missing = 0;
-        v.extra = 0;
-        v.different = 0;
-        v.examples.clear();
-    }
+    record_merge(&mut v, merged, part);
     let docs_ok = v.source_digest == v.target_digest && v.missing + v.extra + v.different == 0;
     v.ok = docs_ok && v.index_differences.is_empty() && v.option_differences.is_empty();
     Ok(v)
-}
-
-/// A merge error could come from either server: scrub both URIs' credentials.
-fn both_sides_err(src: &Mongo, dst: &Mongo, context: &str, e: mongodb::error::Error) -> Error {
-    match src.err(context, e) {
-        Error::Mongo { context, message } => Error::Mongo {
-            context,
-            message: crate::mongo::scrub_err(&dst.uri, &message),
-        },
-        Error::MongoTransient { context, message } => Error::MongoTransient {
-            context,
-            message: crate::mongo::scrub_err(&dst.uri, &message),
-        },
-        other => other,
-    }
-}
-
-/// The target's `listCollections` entry for `ns`, if it exists.
-pub(crate) async fn target_meta(dst: &Mongo, ns: &Namespace) -> Result<Option<CollectionMeta>> {
-    Ok(dst
-        .list_collections(&ns.db)
-        .await?
-        .iter()
-        .filter_map(CollectionMeta::from_entry)
-        .find(|m| m.name == ns.coll))
-}
-
-/// Differences between source and target collection options.
-pub fn compare_options(s: &CollectionMeta, t: &CollectionMeta) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.kind != t.kind {
-        out.push(format!("type: source {} vs target {}", s.kind, t.kind));
-    }
-    let (so, to) = (s.comparable_options(), t.comparable_options());
-    let keys: BTreeSet<&String> = so.keys().chain(to.keys()).collect();
-    for k in keys {
-        match (so.get(k), to.get(k)) {
-            (Some(a), Some(b)) if a == b => {}
-            (Some(a), Some(b)) => out.push(format!("option {k}: source {a} vs target {b}")),
-            (Some(a), None) => out.push(format!(
-                "option {k}: missing on the target (source has {a})"
-            )),
-            (None, Some(b)) => out.push(format!("option {k}: only on the target ({b})")),
-            (None, None) => {}
-        }
-    }
-    out
-}
-
-/// Differences between source and target indexes, by name.
-pub fn compare_indexes(source: &[Document], target: &[Document]) -> Vec<String> {
-    let by_name = |v: &[Document]| -> BTreeMap<String, Document> {
-        v.iter()
-            .filter_map(IndexMeta::from_entry)
-            .map(|i| (i.name.clone(), i.create_spec()))
-            .collect()
-    };
-    let (s, t) = (by_name(source), by_name(target));
-    let mut out = Vec::new();
-    for (name, spec) in &s {
-        match t.get(name) {
-            None => out.push(format!("index {name} is missing on the target")),
-            Some(ts) if ts != spec => out.push(format!(
-                "index {name} differs: source {spec} vs target {ts}"
-            )),
-            _ => {}
-        }
-    }
-    for name in t.keys() {
-        if !s.contains_key(name) {
-            out.push(format!("index {name} exists only on the target"));
-        }
-    }
-    out
-}
-
-/// Target collections in the selected databases that the selection would take but the source lacks.
-pub(crate) async fn extra_collections(
-    dst: &Mongo,
-    items: &[Item],
-    sel: &Selection,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut pairs: BTreeMap<(String, String), ()> = BTreeMap::new();
-    for it in items {
-        pairs.insert((it.source.db.clone(), it.target.db.clone()), ());
-    }
-    for (sdb, tdb) in pairs.keys() {
-        let names = dst
-            .client
-            .database(tdb)
-            .list_collection_names()
-            .await
-            .map_err(|e| dst.err(format!("listing collections of {tdb}"), e))?;
-        for n in names {
-            // A preflight scratch collection left by a killed run is efs2atlas's, not the app's.
-            if crate::mongo::access::is_scratch(&n) {
-                continue;
-            }
-            let as_source = Namespace::new(sdb.clone(), n.clone());
-            if sel.wants(&as_source)
-                && !items
-                    .iter()
-                    .any(|i| i.target.db == *tdb && i.target.coll == n)
-            {
-                out.push(Namespace::new(tdb.clone(), n).to_string());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mongodb::bson::doc;
-
-    #[test]
-    fn index_comparison_names_each_difference() {
-        let s = vec![
-            doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"},
-            doc! {"v": 2, "key": {"email": 1}, "name": "email_1", "unique": true},
-            doc! {"v": 2, "key": {"t": 1}, "name": "ttl", "expireAfterSeconds": 60},
-        ];
-        let t = vec![
-            doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"},
-            doc! {"v": 2, "key": {"email": 1}, "name": "email_1"},
-            doc! {"v": 2, "key": {"x": 1}, "name": "x_1"},
-        ];
-        let d = compare_indexes(&s, &t);
-        assert_eq!(d.len(), 3, "{d:?}");
-        assert!(d[0].starts_with("index email_1 differs"));
-        assert!(d[1].starts_with("index ttl is missing"));
-        assert!(d[2].starts_with("index x_1 exists only"));
-        assert!(compare_indexes(&s, &s).is_empty());
-    }
-
-    #[test]
-    fn option_comparison() {
-        let a = CollectionMeta::from_entry(
-            &doc! {"name": "c", "options": {"validator": {"a": 1}, "uuid": 1}},
-        )
-        .unwrap();
-        let b = CollectionMeta::from_entry(&doc! {"name": "c", "options": {"uuid": 2}}).unwrap();
-        let d = compare_options(&a, &b);
-        assert_eq!(d.len(), 1);
-        assert!(d[0].contains("validator"));
-        assert!(compare_options(&a, &a).is_empty());
-    }
 }

@@ -61,7 +61,7 @@ async fn bad_journals_are_refused_and_nothing_changes() {
         ),
         (
             "newer format",
-            good.replacen("\"format\": 1", "\"format\": 2", 1),
+            good.replacen("\"format\": 2", "\"format\": 3", 1),
             "newer efs2atlas",
         ),
         (

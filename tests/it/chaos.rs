@@ -3,14 +3,12 @@
 //!
 //! EFS2ATLAS_CHAOS_RUNS (default 20) and EFS2ATLAS_CHAOS_SEED (default fixed) control it.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::common::{account, atlas_uri, snapshot};
-use crate::mongod::Mongod;
-use crate::world;
+use crate::common::{Cmd, atlas_uri, snapshot};
+use crate::migrate::setup;
 
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
@@ -36,58 +34,31 @@ enum KillAt {
 }
 
 async fn one_run(i: usize, at: KillAt) -> Outcome {
-    let acct = account().await;
-    let fx = world::build(&acct.conf, "goals").await;
-    aws_sdk_ecs::Client::new(&acct.conf)
-        .update_service()
-        .cluster(&fx.cluster)
-        .service(&fx.service)
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
-    let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target()));
-    world::seed_mongo(&src.uri()).await;
-    let c = mongodb::Client::with_uri_str(src.uri()).await.unwrap();
+    let s = setup(0).await;
+    let c = mongodb::Client::with_uri_str(s.src.uri()).await.unwrap();
     let docs: Vec<_> = (0..6000).map(|n| mongodb::bson::doc! {"_id": mongodb::bson::oid::ObjectId::new(), "n": n, "pad": "c".repeat(120)}).collect();
     c.database("goals")
         .collection::<mongodb::bson::Document>("log")
         .insert_many(docs)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("j.json").display().to_string();
-    let (s_uri, d_uri) = (src.uri(), dst.uri());
-    let args = [
-        "migrate",
-        "--yes",
-        "--cluster",
-        &fx.cluster,
-        "--service",
-        &fx.service,
-        "--source-uri",
-        &s_uri,
-        "--target-uri",
-        &d_uri,
-        "--journal",
-        &journal,
-        "--deploy-timeout",
-        "30s",
-    ];
+    let (acct, fx, journal) = (&s.acct, &s.fx, s.journal());
+    let args = s.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Real AWS answers in tens of milliseconds, not moto's one: without that latency the
     // steps after verify finish too fast for a kill to land inside them.
     let proxy = crate::proxy::FaultProxy::start(&crate::common::moto()).await;
     proxy.add_latency("", Duration::from_millis(40));
-    let mut cmd = crate::common::bin();
-    cmd.envs(acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    cmd.env("AWS_ENDPOINT_URL", &proxy.url);
-    let mut child = cmd
-        .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let migrate = || {
+        Cmd::new(&args)
+            .yes()
+            .envs(&acct.env)
+            .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
+    };
+    let mut child = migrate()
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .quiet()
+        .spawn();
     let started = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(120) {
@@ -96,10 +67,7 @@ async fn one_run(i: usize, at: KillAt) -> Outcome {
         match &at {
             KillAt::After(d) if started.elapsed() >= *d => break,
             KillAt::InStep(step, d) => {
-                let j: serde_json::Value = std::fs::read_to_string(&journal)
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .unwrap_or_default();
+                let j = crate::common::journal_at(&journal);
                 if !j["migrate"]["steps"][*step].is_null() {
                     tokio::time::sleep(*d).await;
                     break;
@@ -112,10 +80,7 @@ async fn one_run(i: usize, at: KillAt) -> Outcome {
     let delay = at.clone();
     let _ = child.kill();
     let _ = tokio::task::block_in_place(|| child.wait());
-    let j: serde_json::Value = std::fs::read_to_string(&journal)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let j = crate::common::journal_at(&journal);
     let killed_in = crate::migrate_steps()
         .iter()
         .find(|st| {
@@ -146,26 +111,11 @@ async fn one_run(i: usize, at: KillAt) -> Outcome {
 
     // Resume (or, when killed before the journal existed, migrate again) converges.
     // Blocking waits go off the runtime's workers so other runs' kill timers stay on time.
-    let r: crate::common::Run = tokio::task::block_in_place(|| {
-        if j.is_null() {
-            let mut cmd = crate::common::bin();
-            cmd.envs(acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            cmd.env("EFS2ATLAS_ATLAS_URI", atlas_uri())
-                .args(args)
-                .output()
-                .unwrap()
-                .into()
-        } else {
-            acct.run_env(
-                &["resume", "--journal", &journal, "--yes"],
-                &[
-                    ("EFS2ATLAS_ATLAS_URI", &atlas_uri()),
-                    ("EFS2ATLAS_SOURCE_URI", &s_uri),
-                    ("EFS2ATLAS_TARGET_URI", &d_uri),
-                ],
-            )
-        }
-    });
+    let r = if j.is_null() {
+        migrate().run()
+    } else {
+        s.resume()
+    };
     assert_eq!(
         r.code, 0,
         "run {i} (killed in {killed_in}, {delay:?}): {}\n{}",
@@ -204,20 +154,7 @@ async fn one_run(i: usize, at: KillAt) -> Outcome {
         "run {i}: only the backend is left"
     );
     assert!(td.volumes().is_empty(), "run {i}");
-    let v = tokio::task::block_in_place(|| {
-        crate::common::bin()
-            .args([
-                "verify",
-                "--source-uri",
-                &s_uri,
-                "--target-uri",
-                &d_uri,
-                "--json",
-            ])
-            .output()
-            .unwrap()
-    });
-    let v: crate::common::Run = v.into();
+    let v = Cmd::verify(&s.src.uri(), &s.target_uri()).json().run();
     assert_eq!(v.code, 0, "run {i}: target verifies: {}", v.stdout);
     eprintln!("chaos run {i}: {delay:?} -> killed in {killed_in}");
     Outcome {

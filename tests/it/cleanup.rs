@@ -7,7 +7,8 @@ use efs2atlas::cancel::Cancel;
 use efs2atlas::cleanup::{self, CleanupOptions, CleanupTarget};
 use efs2atlas::deploy;
 use efs2atlas::discover::{self, Target};
-use efs2atlas::plan::{self, CredentialMode, PlanOptions};
+use efs2atlas::engine::options::{CredentialMode, PlanOptions};
+use efs2atlas::engine::plan;
 use efs2atlas::uri::MongoUri;
 
 use crate::common::{Account, account, atlas_uri, snapshot};
@@ -23,15 +24,7 @@ fn fast() -> CleanupOptions {
 
 /// The fixture after a successful cutover: the service steady on a revision without Mongo.
 async fn cut_over(acct: &Account) -> (Aws, Fixture, CleanupTarget) {
-    let fx = world::build(&acct.conf, "goals").await;
-    let ecs = aws_sdk_ecs::Client::new(&acct.conf);
-    ecs.update_service()
-        .cluster(&fx.cluster)
-        .service(&fx.service)
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
+    let fx = world::steady(&acct.conf, "goals").await;
     let a = Aws::from_conf(&acct.conf, "us-east-1".into());
     let w = discover::world(
         &a,
@@ -59,23 +52,7 @@ async fn cut_over(acct: &Account) -> (Aws, Fixture, CleanupTarget) {
     deploy::update_service(&a, &fx.cluster, &fx.service, &arn)
         .await
         .unwrap();
-    let t = CleanupTarget {
-        cluster: fx.cluster.clone(),
-        service: fx.service.clone(),
-        service_arn: w.service.arn.clone(),
-        file_systems: p
-            .file_systems
-            .iter()
-            .filter(|f| f.delete)
-            .map(|f| f.id.clone())
-            .collect(),
-        security_groups: p
-            .security_groups
-            .iter()
-            .filter(|g| g.delete)
-            .map(|g| g.id.clone())
-            .collect(),
-    };
+    let t = p.cleanup_target(&w);
     assert_eq!(t.file_systems, std::slice::from_ref(&fx.file_system_id));
     assert_eq!(t.security_groups, std::slice::from_ref(&fx.nfs_sg));
     (a, fx, t)

@@ -169,7 +169,7 @@ impl Account {
         c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c.envs(extra.iter().copied());
         c.args(args);
-        c.output().expect("run efs2atlas").into()
+        off_runtime(|| c.output().expect("run efs2atlas").into())
     }
 }
 
@@ -324,4 +324,130 @@ pub async fn snapshot(conf: &SdkConfig) -> serde_json::Value {
     }
     roles.sort_by_key(|v| v.to_string());
     json!({"task_definitions": tds, "services": services, "file_systems": fss, "security_groups": sgs, "secrets": secrets, "roles": roles})
+}
+
+/// The body of the journal at `path` (inside its checksummed envelope); null when there is
+/// no readable journal there (yet).
+pub fn journal_at(path: impl AsRef<std::path::Path>) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map(|mut v| v["journal"].take())
+        .unwrap_or_default()
+}
+
+/// Runs blocking work (a subprocess, a server start) off the async runtime's workers when
+/// inside a multi-threaded one, so the test's other tasks (kill timers, proxies) stay on time.
+pub fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A run of the binary, built like the command line it stands for:
+/// `Cmd::copy(&src, &dst).journal(&path).json().run()`.
+pub struct Cmd {
+    cmd: Command,
+}
+
+impl Cmd {
+    /// Any command line.
+    pub fn new(args: &[&str]) -> Cmd {
+        let mut cmd = bin();
+        cmd.args(args);
+        Cmd { cmd }
+    }
+
+    /// A data command (`copy`, `verify`, `sync`) from `source` to `target`.
+    fn data(command: &str, source: &str, target: &str) -> Cmd {
+        Cmd::new(&[command, "--source-uri", source, "--target-uri", target])
+    }
+
+    /// `efs2atlas copy`.
+    pub fn copy(source: &str, target: &str) -> Cmd {
+        Cmd::data("copy", source, target)
+    }
+
+    /// `efs2atlas verify`.
+    pub fn verify(source: &str, target: &str) -> Cmd {
+        Cmd::data("verify", source, target)
+    }
+
+    /// `efs2atlas sync`.
+    pub fn sync(source: &str, target: &str) -> Cmd {
+        Cmd::data("sync", source, target)
+    }
+
+    /// `--journal PATH`.
+    pub fn journal(self, path: impl AsRef<std::path::Path>) -> Cmd {
+        let p = path.as_ref().display().to_string();
+        self.args(&["--journal", &p])
+    }
+
+    /// `--json`.
+    pub fn json(self) -> Cmd {
+        self.args(&["--json"])
+    }
+
+    /// `--yes`.
+    pub fn yes(self) -> Cmd {
+        self.args(&["--yes"])
+    }
+
+    /// More arguments, as written.
+    pub fn args(mut self, args: &[&str]) -> Cmd {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Runs in `dir` (where default journals land).
+    pub fn dir(mut self, dir: impl AsRef<std::path::Path>) -> Cmd {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Output goes nowhere (for runs that are killed part-way).
+    pub fn quiet(mut self) -> Cmd {
+        self.cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        self
+    }
+
+    /// Output goes nowhere, errors and log lines to the file at `path`.
+    pub fn log_to(mut self, path: impl AsRef<std::path::Path>) -> Cmd {
+        let log = std::fs::File::create(path).expect("create the child's log");
+        self.cmd.stdout(Stdio::null()).stderr(log);
+        self
+    }
+
+    /// Output kept for the caller (`Child::wait_with_output`).
+    pub fn piped(mut self) -> Cmd {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self
+    }
+
+    /// Runs as an account (its AWS credentials and endpoint).
+    pub fn envs(mut self, env: &[(String, String)]) -> Cmd {
+        self.cmd
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self
+    }
+
+    /// An extra environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Runs to the end.
+    pub fn run(mut self) -> Run {
+        off_runtime(|| self.cmd.output().expect("run efs2atlas").into())
+    }
+
+    /// Starts it and returns the child.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd.spawn().expect("start efs2atlas")
+    }
 }

@@ -2,23 +2,14 @@
 //! Atlas-like target (replica set, auth, TLS).
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{
     Binary, Bson, DateTime, Document, RawDocumentBuf, doc, oid::ObjectId, spec::BinarySubtype,
 };
 
-use crate::common::{Run, bin};
-use crate::mongod::Mongod;
-
-pub(crate) fn run(args: &[&str]) -> Run {
-    bin().args(args).output().expect("run efs2atlas").into()
-}
-
-async fn client(uri: &str) -> mongodb::Client {
-    mongodb::Client::with_uri_str(uri).await.unwrap()
-}
+use crate::common::{Cmd, Run};
+use crate::mongod::{Mongod, client};
 
 /// Every document of a collection as raw bytes, keyed by the bytes of its `_id` value.
 pub(crate) async fn raw_docs(uri: &str, db: &str, coll: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -129,18 +120,11 @@ async fn copies_many_collections_exactly_and_verifies_clean() {
     let colls = seed_varied(&src.uri()).await;
     let dir = tempfile::tempdir().unwrap();
     let j = journal_in(&dir);
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "-j",
-        "4",
-        "--journal",
-        &j,
-        "--json",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .journal(&j)
+        .json()
+        .args(&["-j", "4"])
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = r.json();
     assert_eq!(
@@ -173,14 +157,7 @@ async fn copies_many_collections_exactly_and_verifies_clean() {
         .unwrap();
     assert!(names.contains(&"empty".to_string()));
 
-    let r = run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--json",
-    ]);
+    let r = Cmd::verify(&src.uri(), &dst.uri()).json().run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = r.json();
     assert_eq!(v["verify"]["ok"], true);
@@ -190,16 +167,7 @@ async fn copies_many_collections_exactly_and_verifies_clean() {
     );
 
     // Running the same copy again is a no-op: the journal says it is complete.
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &j,
-        "--json",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri()).journal(&j).json().run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["copy"]["docs"], 0);
     #[cfg(unix)]
@@ -225,15 +193,9 @@ async fn a_15_mib_document_copies() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &journal_in(&dir),
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .journal(journal_in(&dir))
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_same(&src, &dst, "big", "blobs", "big").await;
 }
@@ -257,15 +219,7 @@ async fn refuses_a_non_empty_target_unless_dropping() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let j = journal_in(&dir);
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &j,
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri()).journal(&j).run();
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(
         r.stderr.contains("app.users") && r.stderr.contains("--drop"),
@@ -278,30 +232,18 @@ async fn refuses_a_non_empty_target_unless_dropping() {
         "nothing was written"
     );
 
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &j,
-        "--drop",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .journal(&j)
+        .args(&["--drop"])
+        .run();
     assert_eq!(r.code, 3, "no terminal, no --yes: {}", r.stderr);
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
 
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &j,
-        "--drop",
-        "--yes",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .journal(&j)
+        .yes()
+        .args(&["--drop"])
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_same(&src, &dst, "app", "users", "app").await;
 }
@@ -311,22 +253,18 @@ async fn namespace_filters_and_target_db() {
     let (src, dst) = (Mongod::source(), Mongod::target());
     seed_varied(&src.uri()).await;
     let dir = tempfile::tempdir().unwrap();
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &journal_in(&dir),
-        "--ns-include",
-        "app.by_*",
-        "--ns-include",
-        "logs.a",
-        "--ns-exclude",
-        "app.by_d*",
-        "--json",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .journal(journal_in(&dir))
+        .json()
+        .args(&[
+            "--ns-include",
+            "app.by_*",
+            "--ns-include",
+            "logs.a",
+            "--ns-exclude",
+            "app.by_d*",
+        ])
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let got: Vec<String> = r.json()["copy"]["collections"]
         .as_array()
@@ -344,70 +282,38 @@ async fn namespace_filters_and_target_db() {
             "logs.a"
         ]
     );
-    let r = run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--ns-include",
-        "app.by_*",
-        "--ns-include",
-        "logs.a",
-        "--ns-exclude",
-        "app.by_d*",
-    ]);
+    let r = Cmd::verify(&src.uri(), &dst.uri())
+        .args(&[
+            "--ns-include",
+            "app.by_*",
+            "--ns-include",
+            "logs.a",
+            "--ns-exclude",
+            "app.by_d*",
+        ])
+        .run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 
     let dir = tempfile::tempdir().unwrap();
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &journal_in(&dir),
-        "--db",
-        "logs",
-        "--target-db",
-        "logs_2024",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .journal(journal_in(&dir))
+        .args(&["--db", "logs", "--target-db", "logs_2024"])
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_same(&src, &dst, "logs", "c", "logs_2024").await;
-    let r = run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--db",
-        "logs",
-        "--target-db",
-        "logs_2024",
-    ]);
+    let r = Cmd::verify(&src.uri(), &dst.uri())
+        .args(&["--db", "logs", "--target-db", "logs_2024"])
+        .run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--target-db",
-        "x",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .args(&["--target-db", "x"])
+        .run();
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("pick one with --db"), "{}", r.stderr);
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--ns-include",
-        "nodot",
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .args(&["--ns-include", "nodot"])
+        .run();
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("DB.COLLECTION"), "{}", r.stderr);
 }
@@ -429,15 +335,9 @@ async fn verify_pinpoints_every_kind_of_tampering() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &journal_in(&dir),
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .journal(journal_in(&dir))
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     let t = client(&dst.uri()).await;
@@ -476,14 +376,7 @@ async fn verify_pinpoints_every_kind_of_tampering() {
         .await
         .unwrap();
 
-    let r = run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--json",
-    ]);
+    let r = Cmd::verify(&src.uri(), &dst.uri()).json().run();
     assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
     let c = &r.json()["verify"]["collections"][0];
     assert_eq!(c["ok"], false);
@@ -528,13 +421,7 @@ async fn verify_pinpoints_every_kind_of_tampering() {
     assert!(r.stderr.contains("shop.items"), "{}", r.stderr);
 
     // Text output names the same _ids.
-    let r = run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-    ]);
+    let r = Cmd::verify(&src.uri(), &dst.uri()).run();
     assert_eq!(r.code, 4);
     assert!(
         r.stdout.contains("k010") && r.stdout.contains("k999") && r.stdout.contains("MISMATCH"),
@@ -560,29 +447,13 @@ async fn verify_without_pinpointing_still_catches_differences() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(
-        run(&[
-            "copy",
-            "--source-uri",
-            &src.uri(),
-            "--target-uri",
-            &dst.uri(),
-            "--journal",
-            &journal_in(&dir)
-        ])
-        .code,
+        Cmd::copy(&src.uri(), &dst.uri())
+            .journal(journal_in(&dir))
+            .run()
+            .code,
         0
     );
-    assert_eq!(
-        run(&[
-            "verify",
-            "--source-uri",
-            &src.uri(),
-            "--target-uri",
-            &dst.uri()
-        ])
-        .code,
-        0
-    );
+    assert_eq!(Cmd::verify(&src.uri(), &dst.uri()).run().code, 0);
     client(&dst.uri())
         .await
         .database("d")
@@ -590,14 +461,7 @@ async fn verify_without_pinpointing_still_catches_differences() {
         .update_one(doc! {"_id": mixed_case_id(150)}, doc! {"$set": {"x": 1}})
         .await
         .unwrap();
-    let r = run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--json",
-    ]);
+    let r = Cmd::verify(&src.uri(), &dst.uri()).json().run();
     assert_eq!(r.code, 4, "{}", r.stdout);
     let c = &r.json()["verify"]["collections"][0];
     assert!(
@@ -618,27 +482,15 @@ fn mixed_case_id(i: i32) -> String {
 
 /// Starts a copy, waits until the journal shows `collection` part-way, then SIGKILLs it.
 fn kill_mid_collection(src: &Mongod, target_uri: &str, journal: &str, collection: &str) -> u64 {
-    let mut child = bin()
-        .args([
-            "copy",
-            "--source-uri",
-            &src.uri(),
-            "--target-uri",
-            target_uri,
-            "--journal",
-            journal,
-            "-j",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Cmd::copy(&src.uri(), target_uri)
+        .journal(journal)
+        .args(&["-j", "1"])
+        .quiet()
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(Instant::now() < deadline, "copy never got part-way");
-        if let Ok(text) = std::fs::read_to_string(journal)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        let v = crate::common::journal_at(journal);
         {
             let c = &v["copy"]["collections"][collection];
             let docs = c["docs"].as_u64().unwrap_or(0);
@@ -698,7 +550,7 @@ async fn kill_9_mid_collection_then_rerun_converges() {
         assert!(at > 0);
     }
     slow.set(crate::tcpfault::Faults::default());
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+    let v = crate::common::journal_at(&j);
     assert_eq!(
         v["copy"]["collections"]["big.events"]["order_trusted"], true,
         "{v:#}"
@@ -707,16 +559,7 @@ async fn kill_9_mid_collection_then_rerun_converges() {
         v["copy"]["collections"]["big.numbered"]["order_trusted"], false,
         "{v:#}"
     );
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &target,
-        "--journal",
-        &j,
-        "--json",
-    ]);
+    let r = Cmd::copy(&src.uri(), &target).journal(&j).json().run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = r.json();
     let copied: u64 = v["copy"]["docs"].as_u64().unwrap();
@@ -726,13 +569,7 @@ async fn kill_9_mid_collection_then_rerun_converges() {
     );
     assert_same(&src, &dst, "big", "events", "big").await;
     assert_same(&src, &dst, "big", "numbered", "big").await;
-    let r = run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-    ]);
+    let r = Cmd::verify(&src.uri(), &dst.uri()).run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
 
@@ -748,52 +585,22 @@ async fn a_journal_from_another_run_is_refused() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let j = journal_in(&dir);
-    assert_eq!(
-        run(&[
-            "copy",
-            "--source-uri",
-            &src.uri(),
-            "--target-uri",
-            &dst.uri(),
-            "--journal",
-            &j
-        ])
-        .code,
-        0
-    );
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &other.uri(),
-        "--journal",
-        &j,
-    ]);
+    assert_eq!(Cmd::copy(&src.uri(), &dst.uri()).journal(&j).run().code, 0);
+    let r = Cmd::copy(&src.uri(), &other.uri()).journal(&j).run();
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("belongs to another run"), "{}", r.stderr);
     std::fs::write(&j, "{\"format\": 1, \"kind\": \"co").unwrap();
-    let r = run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &j,
-    ]);
+    let r = Cmd::copy(&src.uri(), &dst.uri()).journal(&j).run();
     assert!(r.stderr.contains("truncated"), "{}", r.stderr);
 }
 
 #[tokio::test]
 async fn credentials_never_show_in_errors() {
-    let r = run(&[
-        "copy",
-        "--source-uri",
+    let r = Cmd::copy(
         "mongodb://admin:Sup3rS3cret@127.0.0.1:9/?serverSelectionTimeoutMS=500",
-        "--target-uri",
         "mongodb://u:An0therPw@127.0.0.1:9",
-    ]);
+    )
+    .run();
     assert_ne!(r.code, 0);
     r.assert_no_secret(&["Sup3rS3cret", "An0therPw"]);
     assert!(r.stderr.contains("admin:****@127.0.0.1:9"), "{}", r.stderr);
@@ -839,17 +646,11 @@ mod faults {
             ..Default::default()
         });
         let dir = tempfile::tempdir().unwrap();
-        let r = run(&[
-            "copy",
-            "--source-uri",
-            &src.uri_via(sp.port),
-            "--target-uri",
-            &dst.uri_via(dp.port),
-            "--journal",
-            &journal_in(&dir),
-            "--json",
-            "-v",
-        ]);
+        let r = Cmd::copy(&src.uri_via(sp.port), &dst.uri_via(dp.port))
+            .journal(journal_in(&dir))
+            .json()
+            .args(&["-v"])
+            .run();
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(
             sp.cuts() + dp.cuts() >= 3,
@@ -860,14 +661,9 @@ mod faults {
         assert!(r.stderr.contains("retrying"), "{}", r.stderr);
         assert_same(&src, &dst, "flaky", "events", "flaky").await;
         assert_same(&src, &dst, "flaky", "small", "flaky").await;
-        let r = run(&[
-            "verify",
-            "--source-uri",
-            &src.uri_via(sp.port),
-            "--target-uri",
-            &dst.uri_via(dp.port),
-            "--json",
-        ]);
+        let r = Cmd::verify(&src.uri_via(sp.port), &dst.uri_via(dp.port))
+            .json()
+            .run();
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
         assert_eq!(r.json()["verify"]["ok"], true);
     }
@@ -882,15 +678,9 @@ mod faults {
             ..Default::default()
         });
         let dir = tempfile::tempdir().unwrap();
-        let r = run(&[
-            "copy",
-            "--source-uri",
-            &src.uri_via(sp.port),
-            "--target-uri",
-            &dst.uri(),
-            "--journal",
-            &journal_in(&dir),
-        ]);
+        let r = Cmd::copy(&src.uri_via(sp.port), &dst.uri())
+            .journal(journal_in(&dir))
+            .run();
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_same(&src, &dst, "flaky", "events", "flaky").await;
     }
@@ -902,34 +692,17 @@ mod faults {
         let dp = TcpFault::start(dst.port());
         let dir = tempfile::tempdir().unwrap();
         let j = journal_in(&dir);
-        let child = bin()
-            .args([
-                "copy",
-                "--source-uri",
-                &src.uri(),
-                "--target-uri",
-                &dst.uri_via(dp.port),
-                "--journal",
-                &j,
-                "-j",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = Cmd::copy(&src.uri(), &dst.uri_via(dp.port))
+            .journal(&j)
+            .args(&["-j", "1"])
+            .piped()
+            .spawn();
         // Once part of the data is in, the target goes away for good (for this run).
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "copy never got going");
-            let docs = std::fs::read_to_string(&j)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .map(|v| {
-                    v["copy"]["collections"]["flaky.events"]["docs"]
-                        .as_u64()
-                        .unwrap_or(0)
-                })
+            let docs = crate::common::journal_at(&j)["copy"]["collections"]["flaky.events"]["docs"]
+                .as_u64()
                 .unwrap_or(0);
             if docs > 0 {
                 break;
@@ -949,8 +722,7 @@ mod faults {
             "{}",
             r.stderr
         );
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+        let v = crate::common::journal_at(&j);
         assert!(
             v["copy"]["collections"]["flaky.events"]["docs"]
                 .as_u64()
@@ -958,15 +730,9 @@ mod faults {
                 > 0
         );
         dp.set(Faults::default());
-        let r = run(&[
-            "copy",
-            "--source-uri",
-            &src.uri(),
-            "--target-uri",
-            &dst.uri_via(dp.port),
-            "--journal",
-            &j,
-        ]);
+        let r = Cmd::copy(&src.uri(), &dst.uri_via(dp.port))
+            .journal(&j)
+            .run();
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_same(&src, &dst, "flaky", "events", "flaky").await;
     }

@@ -12,7 +12,8 @@ use efs2atlas::aws::Aws;
 use efs2atlas::cancel::Cancel;
 use efs2atlas::deploy::{self, QuietDeploy, WaitEnd};
 use efs2atlas::discover::{self, Target};
-use efs2atlas::plan::{self, CredentialMode, PlanOptions};
+use efs2atlas::engine::options::{CredentialMode, PlanOptions};
+use efs2atlas::engine::plan;
 use efs2atlas::taskdef::{FROM_REVISION_TAG, TaskDefSpec, dangling_references};
 use efs2atlas::uri::MongoUri;
 
@@ -369,20 +370,6 @@ async fn credentials_go_to_secrets_manager_and_the_execution_role_may_read_them(
     let _ = OLD_MONGO_PASSWORD;
 }
 
-async fn steady_fixture(acct: &Account) -> Fixture {
-    let fx = world::build(&acct.conf, "goals").await;
-    // moto only moves runningCount when desiredCount is passed.
-    aws_sdk_ecs::Client::new(&acct.conf)
-        .update_service()
-        .cluster(&fx.cluster)
-        .service(&fx.service)
-        .desired_count(1)
-        .send()
-        .await
-        .unwrap();
-    fx
-}
-
 async fn registered_new(acct: &Account, fx: &Fixture) -> (Aws, String) {
     let a = aws(acct);
     let w = discover::world(
@@ -405,7 +392,7 @@ async fn registered_new(acct: &Account, fx: &Fixture) -> (Aws, String) {
 #[tokio::test]
 async fn deploy_reaches_steady_state_then_rollback_command_returns_to_mongo() {
     let acct = account().await;
-    let fx = steady_fixture(&acct).await;
+    let fx = world::steady(&acct.conf, "goals").await;
     let (a, new_arn) = registered_new(&acct, &fx).await;
     let r = deploy::deploy(
         &a,
@@ -482,7 +469,7 @@ async fn deploy_reaches_steady_state_then_rollback_command_returns_to_mongo() {
 #[tokio::test]
 async fn rollback_refuses_once_the_efs_is_gone() {
     let acct = account().await;
-    let fx = steady_fixture(&acct).await;
+    let fx = world::steady(&acct.conf, "goals").await;
     let (a, new_arn) = registered_new(&acct, &fx).await;
     deploy::update_service(&a, &fx.cluster, &fx.service, &new_arn)
         .await
@@ -567,7 +554,7 @@ async fn a_deploy_that_never_gets_steady_times_out_and_rolls_back() {
 #[tokio::test]
 async fn throttling_is_retried() {
     let acct = account().await;
-    let fx = steady_fixture(&acct).await;
+    let fx = world::steady(&acct.conf, "goals").await;
     let proxy = FaultProxy::start(&crate::common::moto()).await;
     proxy.inject_json_error("UpdateService", 2, 400, "ThrottlingException");
     proxy.inject_json_error("DescribeServices", 1, 503, "ServiceUnavailableException");

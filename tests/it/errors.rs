@@ -4,7 +4,7 @@
 
 use mongodb::bson::{Document, doc};
 
-use crate::common::{Run, atlas_uri, bin};
+use crate::common::{Cmd, Run, atlas_uri};
 use crate::migrate::{secrets, setup};
 use crate::mongod::{self, Mongod, SOURCE_PASSWORD, TARGET_PASSWORD, block, client};
 
@@ -13,20 +13,9 @@ const OTHER: &str = "0ther-Passw0rd";
 
 fn copy(source: &str, target: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("j.json").display().to_string();
-    bin()
-        .args([
-            "copy",
-            "--source-uri",
-            source,
-            "--target-uri",
-            target,
-            "--journal",
-            &journal,
-        ])
-        .output()
-        .unwrap()
-        .into()
+    Cmd::copy(source, target)
+        .journal(dir.path().join("j.json"))
+        .run()
 }
 
 /// One clear sentence: the words expected, no password, no driver internals.
@@ -236,19 +225,11 @@ async fn a_scratch_collection_left_by_a_killed_preflight_is_dropped_and_never_co
         .await
         .unwrap();
     for cmd in ["verify", "sync"] {
-        let r: Run = bin()
-            .args([
-                cmd,
-                "--source-uri",
-                &src.uri(),
-                "--target-uri",
-                &dst.uri(),
-                "--json",
-            ])
-            .current_dir(tempfile::tempdir().unwrap().path())
-            .output()
-            .unwrap()
-            .into();
+        let dir = tempfile::tempdir().unwrap();
+        let r = Cmd::new(&[cmd, "--source-uri", &src.uri(), "--target-uri", &dst.uri()])
+            .json()
+            .dir(dir.path())
+            .run();
         assert_eq!(r.code, 0, "{cmd}: {}\n{}", r.stdout, r.stderr);
     }
 }

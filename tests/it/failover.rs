@@ -5,12 +5,12 @@
 //! The source sits behind a slow link (the target cannot: a replica-set client must reach
 //! every member) so each step lasts long enough for the event to land inside it.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Document, doc, oid::ObjectId};
 
-use crate::common::{Run, bin};
+use crate::common::{Cmd, Run};
 use crate::migrate::{assert_migrated, setup};
 use crate::mongod::{Mongod, client};
 use crate::tcpfault::{Faults, TcpFault};
@@ -38,13 +38,8 @@ fn slow(src: &Mongod) -> TcpFault {
     p
 }
 
-fn start(args: &[&str]) -> Child {
-    bin()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn start(cmd: Cmd) -> Child {
+    cmd.piped().spawn()
 }
 
 fn finish(child: Child) -> Run {
@@ -55,10 +50,7 @@ fn finish(child: Child) -> Run {
 fn wait_journal(path: &str, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let j: serde_json::Value = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let j = crate::common::journal_at(path);
         if cond(&j) {
             return;
         }
@@ -71,24 +63,9 @@ fn wait_journal(path: &str, what: &str, cond: impl Fn(&serde_json::Value) -> boo
 }
 
 async fn assert_equal(src: &Mongod, dst: &Mongod) {
-    let r: Run = bin()
-        .args([
-            "verify",
-            "--source-uri",
-            &src.uri(),
-            "--target-uri",
-            &dst.uri(),
-            "--json",
-        ])
-        .output()
-        .unwrap()
-        .into();
+    let r = Cmd::verify(&src.uri(), &dst.uri()).json().run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.json()["verify"]["ok"], true);
-}
-
-fn copy_args<'a>(s: &'a str, t: &'a str, j: &'a str) -> [&'a str; 7] {
-    ["copy", "--source-uri", s, "--target-uri", t, "--journal", j]
 }
 
 /// A seeded source and a three-member target holding a finished copy of it.
@@ -96,11 +73,7 @@ async fn copied(dir: &tempfile::TempDir) -> (Mongod, Mongod) {
     let (src, dst) = tokio::task::block_in_place(|| (Mongod::source(), Mongod::target_set(3)));
     seed(&src.uri()).await;
     let cj = dir.path().join("copy.json").display().to_string();
-    let r: Run = bin()
-        .args(copy_args(&src.uri(), &dst.uri(), &cj))
-        .output()
-        .unwrap()
-        .into();
+    let r = Cmd::copy(&src.uri(), &dst.uri()).journal(&cj).run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     (src, dst)
 }
@@ -113,7 +86,7 @@ async fn the_target_primary_steps_down_during_the_copy() {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j.json").display().to_string();
     let (s, t) = (src.uri_via(link.port), dst.uri());
-    let child = start(&copy_args(&s, &t, &j));
+    let child = start(Cmd::copy(&s, &t).journal(&j));
     tokio::task::block_in_place(|| {
         wait_journal(&j, "the copy to be part-way", |v| {
             let c = &v["copy"]["collections"]["fo.events"];
@@ -123,7 +96,7 @@ async fn the_target_primary_steps_down_during_the_copy() {
     });
     let r = tokio::task::block_in_place(|| finish(child));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+    let j = crate::common::journal_at(&j);
     assert_eq!(j["copy"]["collections"]["fo.events"]["docs"], DOCS);
     assert_equal(&src, &dst).await;
 }
@@ -150,16 +123,7 @@ async fn the_target_primary_steps_down_during_sync() {
     let link = slow(&src);
     let sj = dir.path().join("sync.json").display().to_string();
     let (s, t) = (src.uri_via(link.port), dst.uri());
-    let child = start(&[
-        "sync",
-        "--source-uri",
-        &s,
-        "--target-uri",
-        &t,
-        "--journal",
-        &sj,
-        "--json",
-    ]);
+    let child = start(Cmd::sync(&s, &t).journal(&sj).json());
     tokio::task::block_in_place(|| {
         wait_journal(&sj, "the sync to start", |v| !v.is_null());
         std::thread::sleep(Duration::from_millis(500));
@@ -182,15 +146,7 @@ async fn the_target_primary_steps_down_during_verify() {
     let link = slow(&src);
     let s = src.uri_via(link.port);
     let started = Instant::now();
-    let child = start(&[
-        "verify",
-        "--source-uri",
-        &s,
-        "--target-uri",
-        &dst.uri(),
-        "--json",
-        "-v",
-    ]);
+    let child = start(Cmd::verify(&s, &dst.uri()).json().args(&["-v"]));
     tokio::task::block_in_place(|| {
         std::thread::sleep(Duration::from_millis(1200));
         dst.step_down();
@@ -218,15 +174,7 @@ async fn the_source_restarts_during_the_bulk_copy_of_a_migration() {
     a[i + 1] = s.src.uri_via(link.port);
     a.extend(["--yes".to_string(), "-v".to_string()]);
     let log_path = s.dir.path().join("child.log");
-    let mut c = bin();
-    c.envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut child = c
-        .env("EFS2ATLAS_ATLAS_URI", crate::common::atlas_uri())
-        .args(&a)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = s.cmd(&a).log_to(&log_path).spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let j = s.journal_json();

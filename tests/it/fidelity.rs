@@ -10,34 +10,19 @@ use mongodb::bson::{
     oid::ObjectId,
 };
 
+use crate::common::Cmd;
 use crate::common::Run;
-use crate::data::{raw_docs, run};
+use crate::data::raw_docs;
 use crate::mongod::{Mongod, client};
 
 fn copy_all(src: &Mongod, dst: &Mongod) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j.json").display().to_string();
-    run(&[
-        "copy",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--journal",
-        &j,
-        "--json",
-    ])
+    Cmd::copy(&src.uri(), &dst.uri()).journal(&j).json().run()
 }
 
 fn verify(src: &Mongod, dst: &Mongod) -> Run {
-    run(&[
-        "verify",
-        "--source-uri",
-        &src.uri(),
-        "--target-uri",
-        &dst.uri(),
-        "--json",
-    ])
+    Cmd::verify(&src.uri(), &dst.uri()).json().run()
 }
 
 async fn assert_byte_exact(src: &Mongod, dst: &Mongod, db: &str, coll: &str) {

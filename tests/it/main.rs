@@ -21,11 +21,13 @@ mod plan;
 mod props;
 #[path = "../support/proxy.rs"]
 mod proxy;
+mod shape;
 mod sync;
 #[path = "../support/tcpfault.rs"]
 mod tcpfault;
 
-/// The migrate steps, in order (as the journal names them).
+/// The migrate steps, in order (as the journal names them): the engine's one list.
 pub fn migrate_steps() -> &'static [&'static str] {
-    efs2atlas::migrate::STEPS
+    let order = efs2atlas::engine::steps::order(efs2atlas::engine::options::Strategy::TwoPass);
+    order.iter().map(|s| s.name()).collect::<Vec<_>>().leak()
 }

@@ -2,10 +2,9 @@
 //! a real mongod for the source Mongo (standalone, auth) and for "Atlas" (replica set, auth,
 //! TLS; reached through --target-uri).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{ATLAS_PASSWORD, Account, Run, account, atlas_uri, snapshot};
+use crate::common::{ATLAS_PASSWORD, Account, Cmd, Run, account, atlas_uri, snapshot};
 use crate::mongod::Mongod;
 use crate::proxy::FaultProxy;
 use crate::tcpfault::{Faults, TcpFault};
@@ -73,6 +72,14 @@ impl Setup {
         self.acct.run_env(&a, &[("EFS2ATLAS_ATLAS_URI", &uri)])
     }
 
+    /// `efs2atlas migrate` with these arguments, as this account, with the Atlas URI in the env.
+    pub fn cmd(&self, args: &[String]) -> Cmd {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Cmd::new(&args)
+            .envs(&self.acct.env)
+            .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
+    }
+
     pub fn resume(&self) -> Run {
         let uri = atlas_uri();
         let (src, dst) = (self.src.uri(), self.target_uri());
@@ -91,16 +98,15 @@ impl Setup {
     }
 
     pub fn journal_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.journal_text()).unwrap_or(serde_json::Value::Null)
+        crate::common::journal_at(self.journal())
     }
 }
 
 /// The fixture with its one mongo task running, and `docs` more documents in the source.
 pub(crate) async fn setup(docs: usize) -> Setup {
     let acct = account().await;
-    let fx = world::build(&acct.conf, "goals").await;
-    world::scale(&acct.conf, &fx, 1).await;
-    let (src, dst) = (Mongod::source(), Mongod::target());
+    let fx = world::steady(&acct.conf, "goals").await;
+    let (src, dst) = crate::common::off_runtime(|| (Mongod::source(), Mongod::target()));
     world::seed_mongo(&src.uri()).await;
     if docs > 0 {
         let c = mongodb::Client::with_uri_str(src.uri()).await.unwrap();
@@ -184,21 +190,8 @@ pub(crate) async fn assert_migrated(s: &Setup) {
         snap["secrets"],
         serde_json::json!(["efs2atlas/goals-cluster/goals-service"])
     );
-    let v = crate::common::bin()
-        .args([
-            "verify",
-            "--source-uri",
-            &s.src.uri(),
-            "--target-uri",
-            &s.dst.uri(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        v.status.success(),
-        "target verifies: {}",
-        String::from_utf8_lossy(&v.stdout)
-    );
+    let v = Cmd::verify(&s.src.uri(), &s.dst.uri()).run();
+    assert!(v.code == 0, "target verifies: {}", v.stdout);
     let j = s.journal_text();
     for secret in secrets() {
         assert!(!j.contains(secret), "journal leaks {secret}");
@@ -455,20 +448,11 @@ async fn wait_for(
 }
 
 pub(crate) fn spawn(s: &Setup, endpoint: Option<&str>) -> std::process::Child {
-    let mut a = s.args();
-    a.push("--yes".into());
-    let mut c = crate::common::bin();
-    c.envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut c = s.cmd(&s.args()).yes();
     if let Some(e) = endpoint {
-        c.env("AWS_ENDPOINT_URL", e);
+        c = c.env("AWS_ENDPOINT_URL", e);
     }
-    let log = std::fs::File::create(s.dir.path().join("child.log")).unwrap();
-    c.env("EFS2ATLAS_ATLAS_URI", atlas_uri())
-        .args(&a)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    c.log_to(s.dir.path().join("child.log")).spawn()
 }
 
 #[tokio::test]
@@ -548,17 +532,7 @@ async fn sigint_during_copy_saves_and_says_how_to_resume() {
         bytes_per_sec: Some(800_000),
         ..Default::default()
     });
-    let mut a = s.args();
-    a.push("--yes".into());
-    let mut c = crate::common::bin();
-    c.envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut child = c
-        .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
-        .args(&a)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = s.cmd(&s.args()).yes().piped().spawn();
     wait_for(
         &s,
         "the copy to be part-way",
@@ -647,18 +621,11 @@ async fn signal_when(
             None => a.extend(pair.iter().map(|x| x.to_string())),
         }
     }
-    let mut c = crate::common::bin();
-    c.envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut c = s.cmd(&a);
     if let Some(e) = endpoint {
-        c.env("AWS_ENDPOINT_URL", e);
+        c = c.env("AWS_ENDPOINT_URL", e);
     }
-    let mut child = c
-        .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
-        .args(&a)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = c.piped().spawn();
     wait_for(s, what, cond, &mut child).await;
     std::process::Command::new("kill")
         .args([signal, &child.id().to_string()])

@@ -9,8 +9,7 @@ use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
 /// The fixture with its one mongo task running.
 async fn setup() -> (Account, Fixture) {
     let acct = account().await;
-    let fx = world::build(&acct.conf, "goals").await;
-    world::scale(&acct.conf, &fx, 1).await;
+    let fx = world::steady(&acct.conf, "goals").await;
     (acct, fx)
 }
 
@@ -126,23 +125,24 @@ async fn plan_on_the_fixture_finds_container_efs_groups_mapping_and_steps() {
     assert_eq!(sgs[0]["delete"], true);
     assert_eq!(sgs[0]["shared"], false);
 
+    // The plan's steps are the very list the runner runs; the clean-up's deletions are
+    // actions of its one step.
     let steps: Vec<&str> = p["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
+    assert_eq!(steps, crate::migrate_steps());
+    let actions: Vec<&str> = p["steps"][8]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        steps,
+        actions,
         [
-            "preflight",
-            "copy",
-            "freeze",
-            "sync",
-            "verify",
-            "secret",
-            "register",
-            "deploy",
             "deregister-old-revisions",
             "delete-access-points",
             "delete-mount-targets",
@@ -150,6 +150,7 @@ async fn plan_on_the_fixture_finds_container_efs_groups_mapping_and_steps() {
             "delete-security-group"
         ]
     );
+    assert_eq!(p["steps"][8]["destructive"], true);
     let diff = p["task_definition_diff"].as_str().unwrap();
     assert!(diff.contains("-      \"name\": \"mongodb\""), "{diff}");
     assert!(diff.contains("\"fileSystemId\""), "{diff}");

@@ -2,7 +2,6 @@
 //! the writer stops (these tests exercise `sync` alone; `migrate` tests freeze for real) and
 //! sync makes the target equal to the source byte for byte.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,26 +10,12 @@ use mongodb::IndexModel;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
 
-use crate::common::{Run, bin};
-use crate::mongod::Mongod;
+use crate::common::{Cmd, Run};
+use crate::mongod::{Mongod, client};
 
 /// Runs efs2atlas in `dir` (where the default journals live), off the runtime's workers.
-fn run_in(dir: &std::path::Path, args: &[&str]) -> Run {
-    tokio::task::block_in_place(|| {
-        bin()
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run efs2atlas")
-            .into()
-    })
-}
-
 async fn db(uri: &str) -> mongodb::Database {
-    mongodb::Client::with_uri_str(uri)
-        .await
-        .unwrap()
-        .database("shop")
+    client(uri).await.database("shop")
 }
 
 /// Users with a unique email, orders with string ids, and a collection that will be dropped.
@@ -152,19 +137,11 @@ async fn sync_after_a_live_copy_makes_the_target_equal_byte_for_byte() {
     let ops = Arc::new(AtomicU64::new(0));
     let w = writer(s.clone(), stop.clone(), ops.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let copy = run_in(
-        dir.path(),
-        &[
-            "copy",
-            "--source-uri",
-            &s,
-            "--target-uri",
-            &t,
-            "--yes",
-            "-j",
-            "2",
-        ],
-    );
+    let copy = Cmd::copy(&s, &t)
+        .dir(dir.path())
+        .yes()
+        .args(&["-j", "2"])
+        .run();
     assert_eq!(copy.code, 0, "{}", copy.stderr);
     // The freeze: the writer stops; the source changes no more.
     stop.store(true, Ordering::Relaxed);
@@ -181,20 +158,14 @@ async fn sync_after_a_live_copy_makes_the_target_equal_byte_for_byte() {
         .await
         .unwrap();
     d.collection::<Document>("old").drop().await.unwrap();
-    let v = run_in(
-        dir.path(),
-        &["verify", "--source-uri", &s, "--target-uri", &t],
-    );
+    let v = Cmd::verify(&s, &t).dir(dir.path()).run();
     assert_eq!(
         v.code, 4,
         "the live copy is behind the source: {}",
         v.stdout
     );
 
-    let r = run_in(
-        dir.path(),
-        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
-    );
+    let r = Cmd::sync(&s, &t).dir(dir.path()).json().run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let j = r.json()["sync"].clone();
     assert!(j["inserted"].as_u64().unwrap() >= 50, "{j:#}");
@@ -217,18 +188,12 @@ async fn sync_after_a_live_copy_makes_the_target_equal_byte_for_byte() {
         "a finished sync leaves no journal"
     );
 
-    let v = run_in(
-        dir.path(),
-        &["verify", "--source-uri", &s, "--target-uri", &t, "--json"],
-    );
+    let v = Cmd::verify(&s, &t).dir(dir.path()).json().run();
     assert_eq!(v.code, 0, "byte for byte after sync: {}", v.stdout);
     println!("sync: {writes} concurrent writes during the copy; {j}");
 
     // Sync on an equal pair changes nothing.
-    let r = run_in(
-        dir.path(),
-        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
-    );
+    let r = Cmd::sync(&s, &t).dir(dir.path()).json().run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let j = r.json()["sync"].clone();
     assert_eq!(
@@ -249,10 +214,7 @@ async fn swapped_unique_values_are_resolved_not_reported() {
     let dir = tempfile::tempdir().unwrap();
     seed(&src.uri(), 3000).await;
     let (s, t) = (src.uri(), dst.uri());
-    let copy = run_in(
-        dir.path(),
-        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
-    );
+    let copy = Cmd::copy(&s, &t).dir(dir.path()).yes().run();
     assert_eq!(copy.code, 0, "{}", copy.stderr);
     // Rotate emails along a chain of users: every new value is held by another document
     // on the target until that one is patched too.
@@ -298,10 +260,7 @@ async fn swapped_unique_values_are_resolved_not_reported() {
     u.update_many(doc! {}, doc! {"$set": {"touched": true}})
         .await
         .unwrap();
-    let r = run_in(
-        dir.path(),
-        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
-    );
+    let r = Cmd::sync(&s, &t).dir(dir.path()).json().run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let j = r.json()["sync"].clone();
     assert_eq!(j["replaced"].as_u64(), Some(3000), "{j:#}");
@@ -309,10 +268,7 @@ async fn swapped_unique_values_are_resolved_not_reported() {
         j["conflicts_resolved"].as_u64().unwrap() > 0,
         "the chain crossed batches: {j:#}"
     );
-    let v = run_in(
-        dir.path(),
-        &["verify", "--source-uri", &s, "--target-uri", &t],
-    );
+    let v = Cmd::verify(&s, &t).dir(dir.path()).run();
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
 
@@ -322,10 +278,7 @@ async fn kill_9_during_sync_then_rerun_converges() {
     let dir = tempfile::tempdir().unwrap();
     seed(&src.uri(), 3000).await;
     let (s, t) = (src.uri(), dst.uri());
-    let copy = run_in(
-        dir.path(),
-        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
-    );
+    let copy = Cmd::copy(&s, &t).dir(dir.path()).yes().run();
     assert_eq!(copy.code, 0, "{}", copy.stderr);
     // Lots to patch: many new documents in several collections, some changed, some gone.
     let d = db(&s).await;
@@ -343,21 +296,16 @@ async fn kill_9_during_sync_then_rerun_converges() {
         .delete_many(doc! {"n": {"$lt": 1000}})
         .await
         .unwrap();
-    let mut child = bin()
-        .current_dir(dir.path())
-        .args(["sync", "--source-uri", &s, "--target-uri", &t, "-j", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Cmd::sync(&s, &t)
+        .dir(dir.path())
+        .args(&["-j", "1"])
+        .quiet()
+        .spawn();
     let journal = dir.path().join("efs2atlas-sync.journal.json");
     // Kill once sync has finished at least one collection and is inside another.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let j: serde_json::Value = std::fs::read_to_string(&journal)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let j = crate::common::journal_at(&journal);
         if j["sync"].as_object().is_some_and(|m| !m.is_empty()) {
             break;
         }
@@ -374,23 +322,16 @@ async fn kill_9_during_sync_then_rerun_converges() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     child.kill().unwrap();
     tokio::task::block_in_place(|| child.wait()).unwrap();
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let j = crate::common::journal_at(&journal);
     let finished_before = j["sync"].as_object().unwrap().len();
-    let r = run_in(
-        dir.path(),
-        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
-    );
+    let r = Cmd::sync(&s, &t).dir(dir.path()).json().run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(
         r.json()["sync"]["resumed"].as_u64(),
         Some(finished_before as u64),
         "finished collections are not compared again"
     );
-    let v = run_in(
-        dir.path(),
-        &["verify", "--source-uri", &s, "--target-uri", &t],
-    );
+    let v = Cmd::verify(&s, &t).dir(dir.path()).run();
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
 
@@ -410,18 +351,12 @@ async fn sync_refuses_a_server_that_does_not_sort_ids_like_mongodb() {
         .await
         .unwrap();
     let (s, t) = (src.uri(), dst.uri());
-    let copy = run_in(
-        dir.path(),
-        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
-    );
+    let copy = Cmd::copy(&s, &t).dir(dir.path()).yes().run();
     assert_eq!(copy.code, 0, "{}", copy.stderr);
     c.update_one(doc! {"_id": id(5)}, doc! {"$set": {"v": -5}})
         .await
         .unwrap();
-    let r = run_in(
-        dir.path(),
-        &["sync", "--source-uri", &s, "--target-uri", &t],
-    );
+    let r = Cmd::sync(&s, &t).dir(dir.path()).run();
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(
         r.stderr.contains("not MongoDB's sort order") && r.stderr.contains("copy --drop"),
@@ -438,10 +373,7 @@ async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
     let dir = tempfile::tempdir().unwrap();
     seed(&src.uri(), 3000).await;
     let (s, t) = (src.uri(), dst.uri());
-    let copy = run_in(
-        dir.path(),
-        &["copy", "--source-uri", &s, "--target-uri", &t, "--yes"],
-    );
+    let copy = Cmd::copy(&s, &t).dir(dir.path()).yes().run();
     assert_eq!(copy.code, 0, "{}", copy.stderr);
     let d = db(&s).await;
     let docs: Vec<Document> = (0..20_000)
@@ -467,18 +399,11 @@ async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
         drop_after_bytes: Some(1_500_000),
         ..Default::default()
     });
-    let r = run_in(
-        dir.path(),
-        &[
-            "sync",
-            "--source-uri",
-            &src.uri_via(sp.port),
-            "--target-uri",
-            &dst.uri_via(dp.port),
-            "--json",
-            "-v",
-        ],
-    );
+    let r = Cmd::sync(&src.uri_via(sp.port), &dst.uri_via(dp.port))
+        .dir(dir.path())
+        .json()
+        .args(&["-v"])
+        .run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         sp.cuts() + dp.cuts() >= 3,
@@ -498,10 +423,7 @@ async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
         "sync under faults: {} connection cuts, {j}",
         sp.cuts() + dp.cuts()
     );
-    let v = run_in(
-        dir.path(),
-        &["verify", "--source-uri", &s, "--target-uri", &t],
-    );
+    let v = Cmd::verify(&s, &t).dir(dir.path()).run();
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
 
@@ -522,23 +444,12 @@ async fn a_swap_that_straddles_the_copy_leaves_the_unique_index_to_sync() {
     });
     let (s, t) = (src.uri_via(slow.port), dst.uri());
     let journal = dir.path().join("copy.json").display().to_string();
-    let child = bin()
-        .current_dir(dir.path())
-        .args([
-            "copy",
-            "--source-uri",
-            &s,
-            "--target-uri",
-            &t,
-            "--journal",
-            &journal,
-            "-j",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Cmd::copy(&s, &t)
+        .dir(dir.path())
+        .journal(&journal)
+        .args(&["-j", "1"])
+        .piped()
+        .spawn();
     let users = db(&src.uri()).await.collection::<Document>("users");
     let first = users
         .find_one(doc! {})
@@ -553,10 +464,7 @@ async fn a_swap_that_straddles_the_copy_leaves_the_unique_index_to_sync() {
         .unwrap()
         .unwrap();
     loop {
-        let v: serde_json::Value = std::fs::read_to_string(&journal)
-            .ok()
-            .and_then(|x| serde_json::from_str(&x).ok())
-            .unwrap_or_default();
+        let v = crate::common::journal_at(&journal);
         let u = &v["copy"]["collections"]["shop.users"];
         if u["docs"].as_u64().unwrap_or(0) > 0 && u["data_done"] == false {
             break;
@@ -587,19 +495,13 @@ async fn a_swap_that_straddles_the_copy_leaves_the_unique_index_to_sync() {
         r.stdout
     );
     slow.set(Faults::default());
-    let r = run_in(
-        dir.path(),
-        &["sync", "--source-uri", &s, "--target-uri", &t, "--json"],
-    );
+    let r = Cmd::sync(&s, &t).dir(dir.path()).json().run();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("email_1"),
         "sync built the index: {}",
         r.stdout
     );
-    let v = run_in(
-        dir.path(),
-        &["verify", "--source-uri", &s, "--target-uri", &t],
-    );
+    let v = Cmd::verify(&s, &t).dir(dir.path()).run();
     assert_eq!(v.code, 0, "{}", v.stdout);
 }

@@ -354,6 +354,14 @@ pub async fn scale(conf: &SdkConfig, fx: &Fixture, n: i32) {
         .expect("update_service desired_count");
 }
 
+/// The fixture with its service steady on one running mongo task (moto only moves
+/// runningCount when a desired count is passed).
+pub async fn steady(conf: &SdkConfig, prefix: &str) -> Fixture {
+    let fx = build(conf, prefix).await;
+    scale(conf, &fx, 1).await;
+    fx
+}
+
 /// Security groups in the fixture's VPC (id, name).
 pub async fn security_groups(conf: &SdkConfig, vpc_id: &str) -> Vec<(String, String)> {
     let ec2 = aws_sdk_ec2::Client::new(conf);

@@ -1,8 +1,30 @@
-//! The command line (clap derive). Flag names are a public interface: never rename them.
+//! The command line: clap structs (flag names are a public interface: never rename them),
+//! turned into the engine's plain options here. This layer is the only one that reads the
+//! terminal ([`term`]) and prints ([`render`]).
 
+pub mod render;
+pub mod run;
+pub mod term;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::plan::CredentialMode;
+use crate::engine::options::{CredentialMode, FreezeMode, Strategy};
+use crate::secret::Secret;
+
+/// Wraps a flag's value as a secret the moment clap reads it (it is parsed, with errors
+/// that never quote it, right after).
+fn secret_arg(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(s))
+}
+
+/// A parser for a kebab-case choice whose names come from the engine's `CHOICES`.
+fn choice<T>(choices: &'static [(&'static str, T)]) -> impl TypedValueParser<Value = T>
+where
+    T: Copy + Send + Sync + 'static + std::str::FromStr<Err = crate::error::Error>,
+{
+    PossibleValuesParser::new(choices.iter().map(|(n, _)| *n)).try_map(|s| s.parse::<T>())
+}
 
 /// Move an app's MongoDB from a container on ECS (data on EFS) to MongoDB Atlas, safely.
 #[derive(Debug, Parser)]
@@ -76,17 +98,19 @@ pub struct TargetArgs {
         long,
         value_name = "URI",
         env = "EFS2ATLAS_ATLAS_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub atlas_uri: String,
+    pub atlas_uri: Secret,
     /// How efs2atlas reaches the source Mongo (e.g. through a tunnel: mongodb://127.0.0.1:27017).
     #[arg(
         long,
         value_name = "URI",
         env = "EFS2ATLAS_SOURCE_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub source_uri: Option<String>,
+    pub source_uri: Option<Secret>,
     /// The container that runs MongoDB (default: the one whose image is mongo/mongodb).
     #[arg(long, value_name = "NAME")]
     pub mongo_container: Option<String>,
@@ -97,15 +121,15 @@ pub struct TargetArgs {
     #[arg(long = "image", value_name = "CONTAINER=IMAGE")]
     pub image: Vec<String>,
     /// Where the Atlas credentials go.
-    #[arg(long, value_enum, default_value_t = CredentialMode::SecretsManager)]
+    #[arg(long, value_name = "MODE", default_value = "secrets-manager", value_parser = choice(CredentialMode::CHOICES))]
     pub credentials: CredentialMode,
     /// Keep the EFS file system and its security group (skip cleanup).
     #[arg(long)]
     pub keep_efs: bool,
     /// two-pass: bulk copy with writes live, then freeze and sync the changes (short freeze);
     /// freeze-first: freeze, then copy and verify.
-    #[arg(long, value_enum, default_value_t = crate::plan::Strategy::TwoPass)]
-    pub strategy: crate::plan::Strategy,
+    #[arg(long, value_name = "STRATEGY", default_value = "two-pass", value_parser = choice(Strategy::CHOICES))]
+    pub strategy: Strategy,
 }
 
 /// `efs2atlas plan`.
@@ -127,17 +151,19 @@ pub struct DataArgs {
         long,
         value_name = "URI",
         env = "EFS2ATLAS_SOURCE_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub source_uri: String,
+    pub source_uri: Secret,
     /// The MongoDB to write to (e.g. Atlas).
     #[arg(
         long,
         value_name = "URI",
         env = "EFS2ATLAS_TARGET_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub target_uri: String,
+    pub target_uri: Secret,
     /// Only this database (repeatable; default: every database but admin/local/config).
     #[arg(long = "db", value_name = "NAME")]
     pub db: Vec<String>,
@@ -168,7 +194,7 @@ pub struct CopyArgs {
     #[arg(
         long,
         value_name = "PATH",
-        default_value = "efs2atlas-copy.journal.json"
+        default_value = crate::commands::data::COPY_JOURNAL
     )]
     pub journal: std::path::PathBuf,
     /// Answer yes to every question (required without a terminal when a question is asked).
@@ -252,11 +278,11 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Progress file for `resume` and `status`.
-    #[arg(long, value_name = "PATH", default_value = crate::migrate::DEFAULT_JOURNAL)]
+    #[arg(long, value_name = "PATH", default_value = crate::commands::migrate::DEFAULT_JOURNAL)]
     pub journal: std::path::PathBuf,
     /// How writes to the source are stopped while the data moves.
-    #[arg(long, value_enum, default_value_t = crate::migrate::FreezeMode::FsyncLock)]
-    pub freeze: crate::migrate::FreezeMode,
+    #[arg(long, value_name = "MODE", default_value = "fsync-lock", value_parser = choice(FreezeMode::CHOICES))]
+    pub freeze: FreezeMode,
     /// How long to wait for the new revision to become steady before rolling back.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub deploy_timeout: std::time::Duration,
@@ -269,9 +295,10 @@ pub struct MigrateArgs {
         long,
         value_name = "URI",
         env = "EFS2ATLAS_TARGET_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub target_uri: Option<String>,
+    pub target_uri: Option<Secret>,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -281,32 +308,35 @@ pub struct MigrateArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ResumeArgs {
     /// The migration's journal.
-    #[arg(long, value_name = "PATH", default_value = crate::migrate::DEFAULT_JOURNAL)]
+    #[arg(long, value_name = "PATH", default_value = crate::commands::migrate::DEFAULT_JOURNAL)]
     pub journal: std::path::PathBuf,
     /// The Atlas URI (the journal never stores credentials).
     #[arg(
         long,
         value_name = "URI",
         env = "EFS2ATLAS_ATLAS_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub atlas_uri: Option<String>,
+    pub atlas_uri: Option<Secret>,
     /// The source URI, when it carries credentials.
     #[arg(
         long,
         value_name = "URI",
         env = "EFS2ATLAS_SOURCE_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub source_uri: Option<String>,
+    pub source_uri: Option<Secret>,
     /// Where efs2atlas writes, when migrate was given a --target-uri with credentials.
     #[arg(
         long,
         value_name = "URI",
         env = "EFS2ATLAS_TARGET_URI",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    pub target_uri: Option<String>,
+    pub target_uri: Option<Secret>,
     /// Answer yes to every question.
     #[arg(long)]
     pub yes: bool,
@@ -319,7 +349,7 @@ pub struct ResumeArgs {
 #[derive(Debug, Args, Clone)]
 pub struct StatusArgs {
     /// The journal to read.
-    #[arg(long, value_name = "PATH", default_value = crate::migrate::DEFAULT_JOURNAL)]
+    #[arg(long, value_name = "PATH", default_value = crate::commands::migrate::DEFAULT_JOURNAL)]
     pub journal: std::path::PathBuf,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]

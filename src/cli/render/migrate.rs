@@ -1,0 +1,146 @@
+//! The migration's report and a journal's status as text.
+
+use std::fmt::Write as _;
+
+use crate::engine::journal::Journal;
+use crate::engine::options::Strategy;
+use crate::engine::report::{FreezeReport, MigrationReport};
+use crate::engine::steps;
+use crate::units::bytes;
+
+/// The migration's final report as text.
+pub fn report_text(r: &MigrationReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "\nMigration of {} ({}) finished.", r.service, r.cluster);
+    let _ = writeln!(o, "  old task definition   {}", r.old_task_definition);
+    let _ = writeln!(
+        o,
+        "  new task definition   {}",
+        r.new_task_definition.as_deref().unwrap_or("-")
+    );
+    if let Some(a) = &r.secret_arn {
+        let _ = writeln!(o, "  credentials secret    {a}");
+    }
+    if let Some(c) = &r.copy {
+        let _ = writeln!(
+            o,
+            "  copied                {} documents, {} in {:.1}s",
+            c.docs,
+            bytes(c.bytes as i64),
+            c.seconds
+        );
+    }
+    if let Some(c) = &r.sync {
+        let _ = writeln!(
+            o,
+            "  synced                {} inserted, {} replaced, {} deleted in {:.1}s",
+            c.inserted, c.replaced, c.deleted, c.seconds
+        );
+    }
+    if let Some(v) = &r.verify {
+        let _ = writeln!(
+            o,
+            "  verified              {} documents compared, ok={}",
+            v.documents_compared, v.ok
+        );
+    }
+    if let Some(f) = &r.freeze {
+        let _ = writeln!(o, "  writes frozen         {}", freeze_line(r, f));
+    }
+    for x in &r.deleted {
+        let _ = writeln!(o, "  deleted               {x}");
+    }
+    if !r.steps.is_empty() {
+        let parts: Vec<String> = r
+            .steps
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1}s", v.seconds))
+            .collect();
+        let _ = writeln!(o, "  step times            {}", parts.join(", "));
+    }
+    if !r.journal.is_empty() {
+        let _ = writeln!(o, "  journal               {}", r.journal);
+    }
+    o
+}
+
+/// How long writes were frozen, against the bulk copy they spared.
+fn freeze_line(r: &MigrationReport, f: &FreezeReport) -> String {
+    let copy_secs = r.copy.as_ref().map(|c| c.seconds).unwrap_or(0.0);
+    let versus = if r.strategy == Strategy::TwoPass && copy_secs > 0.0 {
+        format!(
+            " vs {copy_secs:.1}s bulk copy with writes live ({:.2}x)",
+            f.seconds / copy_secs
+        )
+    } else {
+        String::new()
+    };
+    let refrozen = match f.refreezes {
+        0 => String::new(),
+        n => format!(", frozen again {n}x after the source lost the lock"),
+    };
+    let mode = serde_json::to_value(f.mode)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!(
+        "{:.1}s{versus} ({mode}{}{}{refrozen})",
+        f.seconds,
+        if f.confirmed {
+            ", confirmed"
+        } else {
+            ", NOT confirmed by the server"
+        },
+        if f.fence_held {
+            ", still held at the cutover"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A journal's state as text.
+pub fn status_text(j: &Journal) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} journal, started {}, last written {}",
+        j.kind, j.created_at, j.updated_at
+    );
+    if let Some(m) = &j.migrate {
+        let _ = writeln!(
+            o,
+            "service {} in cluster {} ({} {})",
+            m.service, m.cluster, m.account, m.region
+        );
+        let order = if m.plan.is_empty() {
+            steps::order(m.settings.strategy).to_vec()
+        } else {
+            m.plan.clone()
+        };
+        for step in order {
+            let (st, note) = m
+                .steps
+                .get(&step)
+                .map(|r| (r.status.name(), r.note.as_str()))
+                .unwrap_or(("pending", ""));
+            let _ = writeln!(o, "  {:<10} {st:<8} {note}", step.name());
+        }
+        if m.finished {
+            o.push_str(&report_text(&MigrationReport::new(m, "")));
+        } else {
+            let _ = writeln!(o, "not finished: `efs2atlas resume` continues");
+        }
+    }
+    for (ns, c) in &j.copy.collections {
+        let state = if c.data_done && c.indexes_done {
+            "done"
+        } else if c.created {
+            "copying"
+        } else {
+            "pending"
+        };
+        let _ = writeln!(o, "  {ns:<40} {state:<8} {} docs", c.docs);
+    }
+    o
+}

@@ -1,0 +1,273 @@
+//! The plan as text, one function per section.
+
+use std::fmt::Write as _;
+
+use crate::engine::options::CredentialMode;
+use crate::engine::plan::model::Plan;
+use crate::units::bytes;
+use crate::world::World;
+
+/// The plan as text for a terminal.
+pub fn plan_text(plan: &Plan, world: &World) -> String {
+    let mut o = String::new();
+    service(&mut o, world);
+    mongo(&mut o, plan, world);
+    env(&mut o, plan);
+    storage(&mut o, plan);
+    source(&mut o, world);
+    steps(&mut o, plan);
+    diff(&mut o, plan);
+    verdict(&mut o, plan);
+    o
+}
+
+fn service(o: &mut String, world: &World) {
+    let svc = &world.service;
+    let td = &world.task_definition;
+    let _ = writeln!(o, "efs2atlas plan (nothing has been changed)");
+    let _ = writeln!(
+        o,
+        "  account {}  region {}  as {}",
+        world.account, world.region, world.caller_arn
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Service {} in cluster {}", svc.name, svc.cluster);
+    let _ = writeln!(
+        o,
+        "  status {}, desired {}, running {}, launch {}",
+        svc.status,
+        svc.desired_count,
+        svc.running_count,
+        svc.launch_type
+            .clone()
+            .unwrap_or_else(|| format!("capacity providers {}", svc.capacity_providers.join(",")))
+    );
+    if let Some(n) = &svc.network {
+        let _ = writeln!(
+            o,
+            "  awsvpc subnets {}  security groups {}  public IP {}",
+            n.subnets.join(","),
+            n.security_groups.join(","),
+            n.assign_public_ip
+        );
+    }
+    if let Some(cb) = &svc.circuit_breaker {
+        let _ = writeln!(
+            o,
+            "  deployment circuit breaker: enable={} rollback={}",
+            cb.enable, cb.rollback
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  task definition {}:{} ({})",
+        td.family,
+        td.revision,
+        td.network_mode.as_deref().unwrap_or("default")
+    );
+    for c in &td.containers {
+        let _ = writeln!(o, "    container {:<16} {}", c.name, c.image);
+    }
+    let _ = writeln!(o);
+}
+
+fn mongo(o: &mut String, plan: &Plan, world: &World) {
+    let m = &plan.mongo_container;
+    let _ = writeln!(
+        o,
+        "MongoDB container: {} ({}), chosen by {}, port {}",
+        m.name, m.image, m.chosen_by, m.port
+    );
+    for mp in &m.mount_points {
+        let _ = writeln!(o, "  mount {mp}");
+    }
+    if !m.volumes_removed.is_empty() {
+        let _ = writeln!(
+            o,
+            "  volumes removed with it: {}",
+            m.volumes_removed.join(", ")
+        );
+    }
+    for f in &world.file_systems {
+        let _ = writeln!(
+            o,
+            "  EFS {} {} ({}, {}, {} mount target(s), {} access point(s))",
+            f.id,
+            f.name.as_deref().unwrap_or(""),
+            f.lifecycle_state,
+            bytes(f.size_bytes),
+            f.mount_targets.len(),
+            f.access_points.len()
+        );
+        for mt in &f.mount_targets {
+            let _ = writeln!(
+                o,
+                "    mount target {} subnet {} {} sg {}",
+                mt.id,
+                mt.subnet_id,
+                mt.availability_zone.as_deref().unwrap_or(""),
+                mt.security_groups.join(",")
+            );
+        }
+        for ap in &f.access_points {
+            let root = ap.root_directory.as_deref().unwrap_or("");
+            let _ = writeln!(o, "    access point {} {root}", ap.id);
+        }
+    }
+    let _ = writeln!(o);
+}
+
+fn env(o: &mut String, plan: &Plan) {
+    let _ = writeln!(
+        o,
+        "App env vars to write ({}):",
+        match plan.credentials {
+            CredentialMode::SecretsManager => "credentials in Secrets Manager",
+            CredentialMode::Env => "credentials as plain env",
+        }
+    );
+    if plan.env_mapping.is_empty() {
+        let _ = writeln!(o, "  (none found)");
+    }
+    for e in &plan.env_mapping {
+        let _ = writeln!(
+            o,
+            "  {}/{} = {}  [{} {}] {} -> {}{}",
+            e.container,
+            e.name,
+            e.template,
+            e.origin,
+            e.current_in,
+            e.current.as_deref().unwrap_or("-"),
+            e.new,
+            if e.new_in == "secrets" {
+                "  (as secret)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(s) = &plan.secret_name {
+        let _ = writeln!(o, "  secret: {s}");
+    }
+    let _ = writeln!(o);
+}
+
+fn storage(o: &mut String, plan: &Plan) {
+    let _ = writeln!(o, "Storage cleanup:");
+    for f in &plan.file_systems {
+        if f.delete {
+            let _ = writeln!(o, "  EFS {}: DELETE after verified cutover", f.id);
+        } else {
+            let _ = writeln!(o, "  EFS {}: keep ({})", f.id, f.keep_reasons.join("; "));
+        }
+    }
+    for g in &plan.security_groups {
+        let state = if g.delete {
+            "DELETE (exists only for this EFS)".to_string()
+        } else {
+            format!(
+                "keep{} ({})",
+                if g.shared { ", shared" } else { "" },
+                g.keep_reasons.join("; ")
+            )
+        };
+        let _ = writeln!(o, "  security group {} ({}): {}", g.id, g.name, state);
+        for r in &g.rules_to_revoke {
+            let _ = writeln!(o, "    revoke rule {r}");
+        }
+    }
+}
+
+fn source(o: &mut String, world: &World) {
+    let Some(src) = &world.source else { return };
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Source {} (MongoDB {}):",
+        src.uri,
+        src.version.as_deref().unwrap_or("?")
+    );
+    if src.databases.is_empty() {
+        let _ = writeln!(o, "  (no user databases)");
+    }
+    for d in &src.databases {
+        let _ = writeln!(
+            o,
+            "  {} ({} collections, {})",
+            d.name,
+            d.collections.len(),
+            d.size_on_disk.map(bytes).unwrap_or_else(|| "size ?".into())
+        );
+        for c in &d.collections {
+            let kind = if c.kind == "collection" {
+                String::new()
+            } else {
+                format!("  ({})", c.kind)
+            };
+            let _ = writeln!(
+                o,
+                "    {:<24} {:>10} docs  {} indexes{kind}",
+                c.name,
+                count(c.documents),
+                count(c.indexes)
+            );
+        }
+    }
+}
+
+fn count<T: ToString>(n: Option<T>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn steps(o: &mut String, plan: &Plan) {
+    let mark = |destructive: bool| if destructive { "[destructive] " } else { "" };
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Steps `efs2atlas migrate` would run:");
+    for (i, s) in plan.steps.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  {:>2}. {:<9} {}{}",
+            i + 1,
+            s.id,
+            mark(s.destructive),
+            s.description
+        );
+        for a in &s.actions {
+            let _ = writeln!(o, "        - {}{}", mark(a.destructive), a.description);
+        }
+    }
+}
+
+fn diff(o: &mut String, plan: &Plan) {
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Task definition change:");
+    if plan.task_definition_diff.is_empty() {
+        let _ = writeln!(o, "  (none)");
+    }
+    for line in plan.task_definition_diff.lines() {
+        let _ = writeln!(o, "  {line}");
+    }
+}
+
+fn verdict(o: &mut String, plan: &Plan) {
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "Warnings:");
+        for w in &plan.warnings {
+            let _ = writeln!(o, "  - [{}] {}", w.code, w.message);
+        }
+    }
+    let _ = writeln!(o);
+    if plan.blockers.is_empty() {
+        let _ = writeln!(
+            o,
+            "Ready: `efs2atlas migrate` with the same flags would run these steps."
+        );
+    } else {
+        let _ = writeln!(o, "BLOCKED: migrate would refuse until these are fixed:");
+        for b in &plan.blockers {
+            let _ = writeln!(o, "  - [{}] {}", b.code, b.message);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The terminal as the engine's operator: questions on stderr read from a TTY (`--yes`
+//! answers them; without a TTY and without `--yes` the command refuses), notices, and
+//! progress bars (drawn only on a terminal).
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::GlobalArgs;
+use crate::cli::render;
+use crate::deploy::DeployObserver;
+use crate::engine::operator::{Operator, Progress};
+use crate::engine::plan::model::Plan;
+use crate::error::{Error, Result};
+use crate::mongo::observe::Observer;
+use crate::mongo::verify::VerifyReport;
+use crate::world::World;
+
+/// The operator at a terminal.
+pub struct Terminal {
+    yes: bool,
+    json: bool,
+    progress: bool,
+}
+
+impl Terminal {
+    /// The terminal for one command: `yes` answers every question, `json` keeps stdout for
+    /// the one JSON document.
+    pub fn new(g: &GlobalArgs, yes: bool, json: bool) -> Terminal {
+        Terminal {
+            yes,
+            json,
+            progress: !g.no_progress && !g.quiet && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// Prompts on stderr and reads one line from a terminal; without a terminal, refuses.
+fn read_answer(question: &str, hint: &str, what: &str) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::refused(format!(
+            "{question} — this needs {what}, but there is no terminal to ask on; re-run with --yes to accept"
+        )));
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question} {hint} ");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("reading the answer", e))?;
+    Ok(line.trim().to_string())
+}
+
+impl Operator for Terminal {
+    fn confirm(&self, question: &str) -> Result<bool> {
+        if self.yes {
+            return Ok(true);
+        }
+        let answer = read_answer(question, "[y/N]", "a confirmation")?;
+        Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
+    }
+
+    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool> {
+        if self.yes {
+            return Ok(true);
+        }
+        Ok(read_answer(question, "", "an answer")?.trim() == expected)
+    }
+
+    fn notice(&self, message: &str) {
+        eprintln!("{message}");
+    }
+
+    fn error_line(&self, message: &str) {
+        render::error_line(message);
+    }
+
+    fn show_plan(&self, plan: &Plan, world: &World) {
+        if !self.json {
+            print!("{}", render::plan::plan_text(plan, world));
+        }
+    }
+
+    fn show_verify(&self, report: &VerifyReport) {
+        eprint!("{}", render::data::verify_text(report));
+    }
+
+    fn bars(&self, label: &str, total_docs: u64) -> Box<dyn Progress> {
+        Box::new(Bars::new(total_docs, self.progress, label))
+    }
+
+    fn spinner(&self, label: &str) -> Box<dyn Progress> {
+        Box::new(Spinner::new(self.progress, label))
+    }
+}
+
+/// Progress bars for copy, sync and verify: one per collection in flight plus an overall bar.
+pub struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    /// Bars for `total_docs` documents; drawn only when `enabled`.
+    pub fn new(total_docs: u64, enabled: bool, label: &str) -> Bars {
+        let multi = MultiProgress::with_draw_target(if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let overall = multi.add(ProgressBar::new(total_docs.max(1)));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {human_pos}/{human_len} docs {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        overall.set_prefix(label.to_string());
+        Bars {
+            multi,
+            overall,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn done(&self) {
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl DeployObserver for Bars {}
+
+impl Observer for Bars {
+    fn start(&self, ns: &str, estimated_docs: u64, done_docs: u64, _done_bytes: u64) {
+        let b = self.multi.insert_before(
+            &self.overall,
+            ProgressBar::new(estimated_docs.max(done_docs).max(1)),
+        );
+        b.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>24.dim} [{bar:20}] {human_pos}/{human_len} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_prefix(ns.to_string());
+        b.set_position(done_docs);
+        self.overall.inc(done_docs);
+        if let Ok(mut m) = self.bars.lock() {
+            m.insert(ns.to_string(), b);
+        }
+    }
+
+    fn progress(&self, ns: &str, docs: u64, _bytes: u64) {
+        self.overall.inc(docs);
+        if let Ok(m) = self.bars.lock()
+            && let Some(b) = m.get(ns)
+        {
+            b.inc(docs);
+        }
+    }
+
+    fn finish(&self, ns: &str) {
+        if let Ok(mut m) = self.bars.lock()
+            && let Some(b) = m.remove(ns)
+        {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A spinner for deployment waits.
+pub struct Spinner(ProgressBar);
+
+impl Spinner {
+    /// A spinner labelled `label`, drawn only when `enabled`.
+    pub fn new(enabled: bool, label: &str) -> Spinner {
+        let b = if enabled {
+            ProgressBar::new_spinner()
+        } else {
+            ProgressBar::hidden()
+        };
+        b.set_prefix(label.to_string());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        Spinner(b)
+    }
+}
+
+impl Progress for Spinner {
+    fn done(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Observer for Spinner {}
+
+impl DeployObserver for Spinner {
+    fn status(&self, line: &str) {
+        self.0.set_message(line.to_string());
+    }
+}

@@ -1,0 +1,182 @@
+//! `efs2atlas migrate` and `efs2atlas status`.
+
+use std::path::Path;
+
+use crate::aws::{Aws, AwsOptions};
+use crate::commands::{Done, Output, discover_and_plan};
+use crate::engine::context::Ctx;
+use crate::engine::journal::{Journal, SharedJournal};
+use crate::engine::lock::JournalLock;
+use crate::engine::operator::Operator;
+use crate::engine::options::{RunOptions, TargetOptions};
+use crate::engine::plan::model::Plan;
+use crate::engine::runner;
+use crate::engine::state::MigrateState;
+use crate::envmap::mask_uri_password;
+use crate::error::{Error, Result, exit};
+use crate::uri::MongoUri;
+use crate::world::World;
+
+/// Where `migrate`, `resume` and `status` keep their journal unless told otherwise.
+pub const DEFAULT_JOURNAL: &str = "efs2atlas.journal.json";
+
+/// Refuses `--env` templates that carry a literal credential (it would land in the journal).
+fn check_env_templates(env: &[String], atlas: &MongoUri) -> Result<()> {
+    for e in env {
+        let literal_pw = mask_uri_password(e).is_some_and(|m| m != *e);
+        let has_atlas_pw = atlas
+            .password
+            .as_ref()
+            .is_some_and(|p| p.expose().len() >= 3 && e.contains(p.expose()));
+        if literal_pw || has_atlas_pw {
+            let name = e.split('=').next().unwrap_or("");
+            return Err(Error::usage(format!(
+                "--env {name}=...: the template contains a literal password; put the credentials in --atlas-uri and write {{password}} (or {{uri}}) in the template"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What identifies a migration: its service in its account and region.
+pub fn fingerprint(cluster: &str, service: &str, account: &str, region: &str) -> String {
+    format!(
+        "{:032x}",
+        xxhash_rust::xxh3::xxh3_128(
+            format!("migrate|{account}|{region}|{cluster}|{service}").as_bytes()
+        )
+    )
+}
+
+/// Refuses to start over a journal that records another run.
+fn refuse_existing(path: &Path) -> Result<()> {
+    match Journal::load(path)? {
+        Some(j) if j.migrate.as_ref().is_some_and(|m| m.finished) => Err(Error::refused(format!(
+            "journal {} records a finished migration; move it aside (or pass --journal) to start another",
+            path.display()
+        ))),
+        Some(j) => {
+            let of = j
+                .migrate
+                .as_ref()
+                .map(|m| format!(" of service {} in cluster {}", m.service, m.cluster))
+                .unwrap_or_else(|| format!(" ({} journal)", j.kind));
+            Err(Error::refused(format!(
+                "journal {} records an unfinished migration{of}; continue it with `efs2atlas resume --journal {}`, or pass another --journal to start a different one",
+                path.display(),
+                path.display()
+            )))
+        }
+        None => Ok(()),
+    }
+}
+
+/// `efs2atlas migrate`.
+pub async fn migrate(
+    aws: &AwsOptions,
+    t: &TargetOptions,
+    run: &RunOptions,
+    op: &dyn Operator,
+) -> Result<Done> {
+    check_env_templates(&t.settings.env, &t.plan.atlas)?;
+    let _lock = if run.dry_run {
+        None
+    } else {
+        let lock = JournalLock::acquire(&run.journal, "migrate")?;
+        refuse_existing(&run.journal)?;
+        Some(lock)
+    };
+    let aws = Aws::load(aws).await?;
+    let (world, plan) = discover_and_plan(&aws, t, None).await?;
+    op.show_plan(&plan, &world);
+    if run.dry_run {
+        op.notice("--dry-run: nothing was changed");
+        return Ok(Done {
+            code: if plan.ready { exit::OK } else { exit::REFUSED },
+            output: Output::Plan {
+                plan: Box::new(plan),
+                world: Box::new(world),
+                dry_run: true,
+            },
+            error: None,
+        });
+    }
+    if !plan.ready {
+        let why: Vec<String> = plan.blockers.iter().map(|b| b.message.clone()).collect();
+        return Err(Error::refused(format!(
+            "migration refused: {}",
+            why.join("; ")
+        )));
+    }
+    let source = t.source.clone().ok_or_else(|| {
+        Error::usage("--source-uri is required: efs2atlas must reach the mongo container's database, usually through a tunnel (see docs/guide.md), e.g. --source-uri mongodb://127.0.0.1:27017")
+    })?;
+    let target = run.target.clone().unwrap_or_else(|| t.plan.atlas.clone());
+    if !op.confirm(&format!(
+        "Migrate service {} to {} with the plan above?",
+        plan.service,
+        t.plan.atlas.redacted()
+    ))? {
+        return Err(Error::refused("not confirmed; nothing was changed"));
+    }
+    let journal = new_journal(&world, &plan, t, (&source, &target), &run.journal)?;
+    let settings = t.settings.clone();
+    let ctx = Ctx::new(aws, world, plan, (source, target), op, journal, settings);
+    finish(ctx).await
+}
+
+/// The journal of a new migration, saved before any step runs.
+fn new_journal(
+    world: &World,
+    plan: &Plan,
+    t: &TargetOptions,
+    (source, target): (&MongoUri, &MongoUri),
+    path: &Path,
+) -> Result<SharedJournal> {
+    let mut journal = Journal::new(
+        "migrate",
+        &fingerprint(&plan.cluster, &plan.service, &world.account, &world.region),
+    );
+    journal.copy.source = source.redacted();
+    journal.copy.target = target.redacted();
+    journal.migrate = Some(MigrateState {
+        cluster: plan.cluster.clone(),
+        service: plan.service.clone(),
+        service_arn: world.service.arn.clone(),
+        account: world.account.clone(),
+        region: world.region.clone(),
+        atlas: t.plan.atlas.redacted(),
+        source: source.redacted(),
+        target: target.redacted(),
+        settings: t.settings.clone(),
+        plan: plan.steps.iter().map(|s| s.id).collect(),
+        old_task_definition: world.task_definition.arn.clone(),
+        cleanup: Some(plan.cleanup_target(world)),
+        ..Default::default()
+    });
+    journal.save(path)?;
+    Ok(SharedJournal::new(
+        path.to_path_buf(),
+        journal,
+        crate::mongo::copy::JOURNAL_INTERVAL,
+    ))
+}
+
+/// Runs the steps and hands the report back.
+pub(crate) async fn finish(ctx: Ctx<'_>) -> Result<Done> {
+    let (plan, report) = runner::execute(ctx).await?;
+    Ok(Done::ok(Output::Migration {
+        plan: Box::new(plan),
+        report: Box::new(report),
+    }))
+}
+
+/// `efs2atlas status`.
+pub fn status(path: &Path) -> Result<Done> {
+    let j = Journal::load(path)?
+        .ok_or_else(|| Error::not_found(format!("no journal at {}", path.display())))?;
+    Ok(Done::ok(Output::Status {
+        journal: Box::new(j),
+        path: path.display().to_string(),
+    }))
+}

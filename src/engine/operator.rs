@@ -1,0 +1,36 @@
+//! How the engine asks for decisions and reports progress without knowing who answers:
+//! the CLI implements [`Operator`] on the terminal (`--yes`, no-TTY refusal, bars); tests or a
+//! remote runner can implement it otherwise.
+
+use crate::deploy::DeployObserver;
+use crate::engine::plan::model::Plan;
+use crate::error::Result;
+use crate::mongo::observe::Observer;
+use crate::mongo::verify::VerifyReport;
+use crate::world::World;
+
+/// Progress of one data step (bars) or one wait (a spinner).
+pub trait Progress: Observer + DeployObserver {
+    /// The step is over: clear what was drawn.
+    fn done(&self);
+}
+
+/// The one who runs the migration.
+pub trait Operator: Send + Sync {
+    /// A yes/no question; `Ok(false)` is "no". Refuses (an error) when it cannot be asked.
+    fn confirm(&self, question: &str) -> Result<bool>;
+    /// Asks the operator to type `expected` to go ahead with something irreversible.
+    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool>;
+    /// A line of information (never secrets).
+    fn notice(&self, message: &str);
+    /// A failure worth a line of its own after other output.
+    fn error_line(&self, message: &str);
+    /// Shows the plan before the first question (the terminal prints it unless `--json`).
+    fn show_plan(&self, plan: &Plan, world: &World);
+    /// Shows a verification's differences.
+    fn show_verify(&self, report: &VerifyReport);
+    /// Progress for `label` over `total_docs` documents.
+    fn bars(&self, label: &str, total_docs: u64) -> Box<dyn Progress>;
+    /// Progress for a wait with no count (a deployment).
+    fn spinner(&self, label: &str) -> Box<dyn Progress>;
+}

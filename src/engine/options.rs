@@ -1,0 +1,211 @@
+//! The user's choices as the engine sees them: plain serde types, no command-line types.
+//! The CLI turns flags into these; `resume` rebuilds them from the journal.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envmap::EnvOverride;
+use crate::error::{Error, Result};
+use crate::uri::MongoUri;
+
+/// Parses a kebab-case choice (`--strategy two-pass`) against `(name, value)` pairs.
+fn choose<T: Copy>(flag: &str, s: &str, all: &[(&str, T)]) -> Result<T> {
+    all.iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+            Error::usage(format!("{flag} '{s}' is not one of: {}", names.join(", ")))
+        })
+}
+
+/// How the Atlas credentials reach the app.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialMode {
+    /// One Secrets Manager secret, referenced from the task definition's `secrets`.
+    #[default]
+    SecretsManager,
+    /// Plain environment variables (the password is visible in the task definition).
+    Env,
+}
+
+impl CredentialMode {
+    /// Every choice, as the command line spells it.
+    pub const CHOICES: &[(&str, CredentialMode)] = &[
+        ("secrets-manager", CredentialMode::SecretsManager),
+        ("env", CredentialMode::Env),
+    ];
+}
+
+impl std::str::FromStr for CredentialMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        choose("--credentials", s, Self::CHOICES)
+    }
+}
+
+/// How the data moves relative to the write freeze.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Bulk copy while the app still writes, then freeze and `sync` only what changed: the
+    /// app is read-only only for the sync, verify and cutover.
+    #[default]
+    TwoPass,
+    /// Freeze first, then copy and verify: simplest, read-only for the whole copy.
+    FreezeFirst,
+}
+
+impl Strategy {
+    /// Every choice, as the command line spells it.
+    pub const CHOICES: &[(&str, Strategy)] = &[
+        ("two-pass", Strategy::TwoPass),
+        ("freeze-first", Strategy::FreezeFirst),
+    ];
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        choose("--strategy", s, Self::CHOICES)
+    }
+}
+
+/// How writes to the source are stopped during the copy.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FreezeMode {
+    /// `fsync` with `lock: true` on the source; released on abort or rollback.
+    #[default]
+    FsyncLock,
+    /// No freeze: writes made during the copy can be lost.
+    None,
+}
+
+impl FreezeMode {
+    /// Every choice, as the command line spells it.
+    pub const CHOICES: &[(&str, FreezeMode)] = &[
+        ("fsync-lock", FreezeMode::FsyncLock),
+        ("none", FreezeMode::None),
+    ];
+}
+
+impl std::str::FromStr for FreezeMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        choose("--freeze", s, Self::CHOICES)
+    }
+}
+
+/// The user's choices that shape the plan.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// The Atlas URI.
+    pub atlas: MongoUri,
+    /// `--mongo-container`.
+    pub mongo_container: Option<String>,
+    /// `--env NAME=TEMPLATE` flags.
+    pub env: Vec<EnvOverride>,
+    /// `--image CONTAINER=IMAGE` flags.
+    pub images: Vec<(String, String)>,
+    /// `--credentials`.
+    pub credentials: CredentialMode,
+    /// `--keep-efs`.
+    pub keep_efs: bool,
+    /// `--strategy`.
+    pub strategy: Strategy,
+}
+
+/// Which service to migrate and where to: what `plan`, `migrate` and `resume` share.
+#[derive(Clone, Debug)]
+pub struct TargetOptions {
+    /// ECS cluster name or ARN.
+    pub cluster: String,
+    /// ECS service name or ARN.
+    pub service: String,
+    /// How efs2atlas reaches the source Mongo, when given.
+    pub source: Option<MongoUri>,
+    /// The rest of the plan's inputs.
+    pub plan: PlanOptions,
+    /// The journaled form of the same choices.
+    pub settings: Settings,
+}
+
+/// The user's choices, journaled so `resume` rebuilds the same plan (no secrets in here).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    /// `--mongo-container`.
+    pub mongo_container: Option<String>,
+    /// `--env NAME=TEMPLATE` as given (templates never hold literal credentials).
+    pub env: Vec<String>,
+    /// `--image CONTAINER=IMAGE`.
+    pub images: Vec<String>,
+    /// `--credentials`.
+    pub credentials: Option<CredentialMode>,
+    /// `--keep-efs`.
+    pub keep_efs: bool,
+    /// `--freeze`.
+    pub freeze: FreezeMode,
+    /// `--deploy-timeout` in seconds.
+    pub deploy_timeout_secs: u64,
+    /// `--drop`.
+    pub drop: bool,
+    /// `--strategy`.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+impl Settings {
+    /// The plan's options from the journaled settings and the Atlas URI.
+    pub fn plan_options(&self, atlas: MongoUri) -> Result<PlanOptions> {
+        Ok(PlanOptions {
+            atlas,
+            mongo_container: self.mongo_container.clone(),
+            env: self
+                .env
+                .iter()
+                .map(|e| EnvOverride::parse(e))
+                .collect::<Result<Vec<_>>>()?,
+            images: self
+                .images
+                .iter()
+                .map(|i| parse_image(i))
+                .collect::<Result<Vec<_>>>()?,
+            credentials: self.credentials.unwrap_or_default(),
+            keep_efs: self.keep_efs,
+            strategy: self.strategy,
+        })
+    }
+
+    /// `--deploy-timeout`.
+    pub fn deploy_timeout(&self) -> Duration {
+        Duration::from_secs(self.deploy_timeout_secs.max(1))
+    }
+}
+
+/// Parses `--image CONTAINER=IMAGE`.
+pub fn parse_image(i: &str) -> Result<(String, String)> {
+    i.split_once('=')
+        .filter(|(c, img)| !c.is_empty() && !img.is_empty())
+        .map(|(c, img)| (c.to_string(), img.to_string()))
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "--image '{i}' must be CONTAINER=IMAGE, e.g. --image backend=me/backend:atlas"
+            ))
+        })
+}
+
+/// The flags of `migrate` that `plan` does not have.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// `--yes` (the operator answers every question; recorded for the journal only).
+    pub dry_run: bool,
+    /// `--journal`.
+    pub journal: std::path::PathBuf,
+    /// `--json`.
+    pub json: bool,
+    /// `--target-uri` (default: the Atlas URI).
+    pub target: Option<MongoUri>,
+}

@@ -1,0 +1,191 @@
+//! The one runner: takes the plan's step list, runs the first unfinished step each round,
+//! and journals every start, end and failure, so `resume` continues where a run stopped.
+
+use std::time::Instant;
+
+use crate::engine::context::{Ctx, Outcome};
+use crate::engine::journal::now;
+use crate::engine::plan::model::Plan;
+use crate::engine::report::MigrationReport;
+use crate::engine::state::{MigrateState, StepRecord};
+use crate::engine::step::{StepId, StepStatus};
+use crate::engine::steps;
+use crate::error::{Error, Result};
+
+/// Runs every unfinished step of the plan, then returns the plan it ran and the report.
+pub async fn execute(mut ctx: Ctx<'_>) -> Result<(Plan, MigrationReport)> {
+    ctx.cancel.on_signals();
+    let journal_path = ctx.journal.path().display().to_string();
+    let order: Vec<StepId> = ctx.plan.steps.iter().map(|s| s.id).collect();
+    // Each round runs the first unfinished step: a step may send the run back (the cutover
+    // fence forgets freeze, sync and verify when the freeze no longer holds).
+    while let Some(step) = ctx.state()?.next_step(&order) {
+        if ctx.cancel.is_cancelled() {
+            return Err(interrupted(step, &journal_path, &ctx));
+        }
+        run_one(&mut ctx, step, &journal_path).await?;
+    }
+    ctx.update(|s| {
+        s.finished = true;
+        s.end_freeze_clock();
+    })?;
+    let report = MigrationReport::new(&ctx.state()?, &journal_path);
+    Ok((ctx.plan, report))
+}
+
+/// Runs one step and journals how it ended.
+async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<()> {
+    let started = Instant::now();
+    let started_at = now();
+    let record = |status, note: String| StepRecord {
+        status,
+        started_at: started_at.clone(),
+        finished_at: Some(now()),
+        seconds: started.elapsed().as_secs_f64(),
+        note,
+    };
+    ctx.update(|s| {
+        s.steps.insert(
+            step,
+            StepRecord {
+                started_at: started_at.clone(),
+                ..Default::default()
+            },
+        );
+    })?;
+    tracing::info!("step {step}");
+    let (status, note) = match steps::run(step, ctx).await {
+        Ok(Outcome::Again) => return ctx.update(|s| drop(s.steps.remove(&step))),
+        Ok(Outcome::Done(note)) => (StepStatus::Done, note),
+        Ok(Outcome::Skipped(note)) => (StepStatus::Skipped, note),
+        Err(e) if e.is_interrupted() => {
+            ctx.journal.flush()?;
+            return Err(interrupted(step, journal_path, ctx));
+        }
+        Err(e) => {
+            let _ = ctx.update(|s| {
+                drop(
+                    s.steps
+                        .insert(step, record(StepStatus::Failed, e.to_string())),
+                )
+            });
+            return Err(failed(e, step, journal_path, ctx.source_locked()));
+        }
+    };
+    if !note.is_empty() {
+        ctx.operator.notice(&format!("{step}: {note}"));
+    }
+    ctx.update(|s| {
+        if step == StepId::Deploy {
+            // The app writes to Atlas from here: the write freeze is over for it.
+            s.end_freeze_clock();
+        }
+        s.steps.insert(step, record(status, note));
+    })
+}
+
+/// A step's error with what to do next.
+fn failed(e: Error, step: StepId, journal_path: &str, locked: bool) -> Error {
+    if e.kind == crate::error::Kind::Mismatch {
+        return e.with_hint(&format!(
+            "`efs2atlas resume --journal {journal_path}` freezes the source again, syncs the differences and verifies again"
+        ));
+    }
+    e.with_hint(&format!(
+        "step {step} stopped; the journal is saved. Once the cause is fixed, continue with `efs2atlas resume --journal {journal_path}`{}",
+        if locked {
+            " (the source is still write-locked, so nothing written since the copy can be lost)"
+        } else {
+            ""
+        }
+    ))
+}
+
+fn interrupted(step: StepId, journal: &str, ctx: &Ctx<'_>) -> Error {
+    Error::interrupted(format!(
+        "interrupted during step {step}; progress is saved. Continue with `efs2atlas resume --journal {journal}`{}",
+        if ctx.source_locked() {
+            " (the source is still write-locked)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// A resumed migration whose source was unlocked before the cutover (verify failed, the
+/// cutover was declined or rolled back), or whose last verify failed, must not deploy the
+/// copy as it is: the old app may have written since. Freeze, sync and verify again. Returns
+/// the notice to show when it did.
+pub fn catch_up_after_unlock(m: &mut MigrateState) -> Option<&'static str> {
+    let unlocked = m
+        .freeze
+        .as_ref()
+        .is_some_and(|f| f.released && f.mode == crate::engine::options::FreezeMode::FsyncLock);
+    let mismatch = m.step_is(StepId::Verify, StepStatus::Failed);
+    let deployed = m.step_is(StepId::Deploy, StepStatus::Done);
+    if !(unlocked || mismatch) || deployed {
+        return None;
+    }
+    m.forget_freeze();
+    Some(if unlocked {
+        "the source was unlocked before the cutover: freezing it again and syncing what changed since"
+    } else {
+        "the last verify found differences: syncing them and verifying again"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::options::FreezeMode;
+    use crate::engine::state::FreezeRecord;
+
+    fn step(status: StepStatus) -> StepRecord {
+        StepRecord {
+            status,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn resume_after_an_unlock_or_a_mismatch_syncs_again_but_never_after_the_cutover() {
+        use StepId::*;
+        let mut m = MigrateState::default();
+        for s in [Preflight, Copy, Freeze, Sync, Verify, Secret, Register] {
+            m.steps.insert(s, step(StepStatus::Done));
+        }
+        m.steps.insert(Deploy, step(StepStatus::Failed));
+        m.freeze = Some(FreezeRecord {
+            mode: FreezeMode::FsyncLock,
+            released: true,
+            ..Default::default()
+        });
+        let mut a = m.clone();
+        assert!(catch_up_after_unlock(&mut a).is_some());
+        assert!(a.resync && a.freeze.is_none());
+        assert!(
+            [Freeze, Sync, Verify]
+                .iter()
+                .all(|s| !a.steps.contains_key(s))
+        );
+        assert!(a.steps.contains_key(&Register), "AWS steps stay done");
+
+        // Still locked: nothing to catch up.
+        let mut b = m.clone();
+        b.freeze.as_mut().unwrap().released = false;
+        let before = b.clone();
+        assert!(catch_up_after_unlock(&mut b).is_none());
+        assert_eq!(b, before);
+
+        // A failed verify without any lock (--freeze none) syncs again too.
+        let mut c = m.clone();
+        c.freeze = None;
+        c.steps.insert(Verify, step(StepStatus::Failed));
+        assert!(catch_up_after_unlock(&mut c).is_some());
+
+        // After the cutover the app writes to Atlas: never re-sync from the old database.
+        let mut d = m.clone();
+        d.steps.insert(Deploy, step(StepStatus::Done));
+        assert!(catch_up_after_unlock(&mut d).is_none());
+    }
+}

@@ -1,0 +1,113 @@
+//! What a migration step is called and where it stands: plain enums the plan, the runner,
+//! the journal, `status` and the report share.
+
+use serde::{Deserialize, Serialize};
+
+/// One step of a migration. The plan decides which run, in which order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepId {
+    /// Reach both databases, prove the privileges, require empty targets.
+    Preflight,
+    /// Copy every document (bulk copy, with writes live under two-pass).
+    Copy,
+    /// Stop writes on the source.
+    Freeze,
+    /// Patch what changed during the bulk copy.
+    Sync,
+    /// Compare both sides, byte for byte.
+    Verify,
+    /// Store the Atlas credentials in Secrets Manager.
+    Secret,
+    /// Register the task definition without the mongo container.
+    Register,
+    /// Cut over: update the service and wait for steady state.
+    Deploy,
+    /// Delete the EFS file system, its mount targets and security group.
+    Cleanup,
+}
+
+impl StepId {
+    /// The name the journal, `status` and `--json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepId::Preflight => "preflight",
+            StepId::Copy => "copy",
+            StepId::Freeze => "freeze",
+            StepId::Sync => "sync",
+            StepId::Verify => "verify",
+            StepId::Secret => "secret",
+            StepId::Register => "register",
+            StepId::Deploy => "deploy",
+            StepId::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a step stands in the journal (a step with no record is pending).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// Started and not finished (or the process died in it).
+    #[default]
+    Running,
+    /// Finished.
+    Done,
+    /// Nothing to do (the plan or the options said so).
+    Skipped,
+    /// Stopped with an error; `resume` runs it again.
+    Failed,
+}
+
+impl StepStatus {
+    /// True when the runner moves past the step.
+    pub fn is_finished(self) -> bool {
+        matches!(self, StepStatus::Done | StepStatus::Skipped)
+    }
+
+    /// The name the journal and `status` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_serialised_form() {
+        for id in [
+            StepId::Preflight,
+            StepId::Copy,
+            StepId::Freeze,
+            StepId::Sync,
+            StepId::Verify,
+            StepId::Secret,
+            StepId::Register,
+            StepId::Deploy,
+            StepId::Cleanup,
+        ] {
+            assert_eq!(serde_json::to_value(id).unwrap(), id.name());
+        }
+        for s in [
+            StepStatus::Running,
+            StepStatus::Done,
+            StepStatus::Skipped,
+            StepStatus::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+    }
+}

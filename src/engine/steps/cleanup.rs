@@ -1,0 +1,133 @@
+//! Cleanup: the old storage, only after a verified, steady cutover. Its resource-level
+//! actions (deregister old revisions, access points, mount targets, the file system, NFS
+//! rules, the security group) are details of this one step.
+
+use crate::cleanup::{self, CleanupOptions};
+use crate::engine::context::{Check, Ctx, Outcome, Step};
+use crate::engine::plan::model::{Action, Plan, PlannedStep};
+use crate::engine::step::{StepId, StepStatus};
+use crate::error::Result;
+use crate::world::World;
+
+/// The clean-up of EFS and its security group.
+pub struct Cleanup;
+
+fn action(id: &str, description: String, destructive: bool) -> Action {
+    Action {
+        id: id.into(),
+        description,
+        destructive,
+    }
+}
+
+/// What the clean-up does, resource by resource.
+fn actions(plan: &Plan, world: &World) -> Vec<Action> {
+    let td = &world.task_definition;
+    let mut out = Vec::new();
+    if plan.file_systems.iter().any(|f| f.delete) {
+        out.push(action(
+            "deregister-old-revisions",
+            format!(
+                "deregister {}:{} and any other ACTIVE revision of family {} that mounts the deleted EFS, so nothing can start a task without its storage",
+                td.family, td.revision, td.family
+            ),
+            true,
+        ));
+    }
+    for f in &plan.file_systems {
+        if !f.delete {
+            let why = f.keep_reasons.join("; ");
+            out.push(action(
+                "keep-efs",
+                format!("keep EFS {}: {why}", f.id),
+                false,
+            ));
+            continue;
+        }
+        if !f.access_points.is_empty() {
+            let aps = f.access_points.join(", ");
+            let what = format!("delete access points {aps} of {}", f.id);
+            out.push(action("delete-access-points", what, true));
+        }
+        if !f.mount_targets.is_empty() {
+            let mts = f.mount_targets.join(", ");
+            let what = format!("delete mount targets of {}: {mts}", f.id);
+            out.push(action("delete-mount-targets", what, true));
+        }
+        let what = format!("delete EFS file system {} (irreversible)", f.id);
+        out.push(action("delete-file-system", what, true));
+    }
+    for g in &plan.security_groups {
+        if !g.delete {
+            let why = g.keep_reasons.join("; ");
+            let what = format!("keep security group {} ({}): {why}", g.id, g.name);
+            out.push(action("keep-security-group", what, false));
+            continue;
+        }
+        if !g.rules_to_revoke.is_empty() {
+            let rules = g.rules_to_revoke.join("; ");
+            let what = format!("revoke NFS rules naming {}: {rules}", g.id);
+            out.push(action("revoke-rules", what, true));
+        }
+        let what = format!("delete security group {} ({})", g.id, g.name);
+        out.push(action("delete-security-group", what, true));
+    }
+    out
+}
+
+impl Step for Cleanup {
+    const ID: StepId = StepId::Cleanup;
+
+    fn describe(&self, plan: &Plan, world: &World) -> PlannedStep {
+        let actions = actions(plan, world);
+        let destructive = actions.iter().any(|a| a.destructive);
+        PlannedStep {
+            id: Self::ID,
+            description: if destructive {
+                "after a verified, steady cutover: delete the old storage (below), each deletion re-checked live".into()
+            } else {
+                "nothing to delete: the EFS and its security groups are kept (below)".into()
+            },
+            destructive,
+            actions,
+        }
+    }
+
+    async fn check(&self, ctx: &mut Ctx<'_>) -> Result<Check> {
+        let st = ctx.state()?;
+        let target = st.cleanup.unwrap_or_default();
+        if st.settings.keep_efs
+            || (target.file_systems.is_empty() && target.security_groups.is_empty())
+        {
+            return Ok(Check::Skip("EFS and security groups kept".into()));
+        }
+        Ok(Check::Run)
+    }
+
+    async fn apply(&self, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+        let st = ctx.state()?;
+        let target = st.cleanup.clone().unwrap_or_default();
+        for fs in &target.file_systems {
+            ctx.operator.notice(&format!(
+                "EFS {fs}: AWS Backup {}",
+                cleanup::backup_status(&ctx.aws, fs).await?
+            ));
+        }
+        for fs in &target.file_systems {
+            let question = format!(
+                "Type the file system id {fs} to delete it (irreversible), anything else to keep it:"
+            );
+            if !ctx.operator.type_to_confirm(&question, fs)? {
+                return Ok(Outcome::Skipped(format!(
+                    "kept EFS {fs} (not confirmed); nothing was deleted"
+                )));
+            }
+        }
+        let verified = st.step_is(StepId::Verify, StepStatus::Done);
+        let opts = CleanupOptions::default();
+        let r = cleanup::run(&ctx.aws, &target, verified, &opts, &ctx.cancel).await?;
+        let note = format!("deleted {}", r.deleted.join(", "));
+        ctx.update(|s| s.results.cleanup = Some(r))?;
+        Ok(Outcome::Done(note))
+    }
+}

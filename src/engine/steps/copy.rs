@@ -1,0 +1,78 @@
+//! Copy: every source collection to the target (with writes live under two-pass).
+
+use crate::engine::context::{Ctx, Outcome, Step};
+use crate::engine::options::Strategy;
+use crate::engine::plan::model::{Plan, PlannedStep};
+use crate::engine::state::CopyResult;
+use crate::engine::step::StepId;
+use crate::error::{Error, Result};
+use crate::mongo::copy::{self, CopyOptions};
+use crate::mongo::jobs;
+use crate::mongo::ns::Selection;
+use crate::world::World;
+
+/// The bulk copy.
+pub struct Copy;
+
+impl Step for Copy {
+    const ID: StepId = StepId::Copy;
+
+    fn describe(&self, plan: &Plan, _world: &World) -> PlannedStep {
+        PlannedStep::new(
+            Self::ID,
+            match plan.strategy {
+                Strategy::TwoPass => {
+                    "bulk-copy every source database to Atlas while the app keeps writing (raw BSON, streamed, resumable), indexes after the data"
+                }
+                Strategy::FreezeFirst => {
+                    "copy every source database to Atlas (raw BSON, streamed, resumable), indexes after the data"
+                }
+            },
+        )
+    }
+
+    async fn apply(&self, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+        let (src, dst) = ctx.mongo().await?;
+        let items = jobs::select(&src, &Selection::default()).await?;
+        let bars = ctx
+            .operator
+            .bars("copy", items.iter().map(|i| i.estimated_docs).sum());
+        let live = ctx.settings.strategy == Strategy::TwoPass;
+        let opts = CopyOptions {
+            drop: ctx.settings.drop,
+            live,
+            ..CopyOptions::default()
+        };
+        let r = copy::run(&src, &dst, &items, &opts, &ctx.journal, &*bars, &ctx.cancel).await;
+        bars.done();
+        let r = r?;
+        // Under freeze-first nothing wrote during the copy, so a duplicate key is a real
+        // failure; two-pass leaves those unique indexes to the sync that follows.
+        let mut failed = r.index_errors.clone();
+        if !live {
+            failed.extend(r.index_deferred.iter().cloned());
+        }
+        if !failed.is_empty() {
+            return Err(Error::other(format!(
+                "{} index build(s) failed on the target: {}",
+                failed.len(),
+                failed.join("; ")
+            )));
+        }
+        let note = format!(
+            "copied {} documents ({}) in {:.1}s",
+            r.docs,
+            crate::units::bytes(r.bytes as i64),
+            r.seconds
+        );
+        ctx.update(|s| {
+            s.results.copy = Some(CopyResult {
+                docs: r.docs,
+                bytes: r.bytes,
+                seconds: r.seconds,
+                collections: r.collections.len(),
+            });
+        })?;
+        Ok(Outcome::Done(note))
+    }
+}

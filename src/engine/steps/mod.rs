@@ -1,0 +1,109 @@
+//! The steps of a migration, one file each, and the one place that lists them: the plan
+//! asks [`planned`] for the list it shows, and the runner runs exactly that list.
+
+pub mod cleanup;
+pub mod copy;
+pub mod deploy;
+pub mod freeze;
+pub mod preflight;
+pub mod register;
+pub mod secret;
+pub mod sync;
+pub mod verify;
+
+use crate::engine::context::{Check, Ctx, Outcome, Step};
+use crate::engine::options::Strategy;
+use crate::engine::plan::model::{Plan, PlannedStep};
+use crate::engine::step::StepId;
+use crate::error::Result;
+use crate::world::World;
+
+/// The steps a strategy runs, in order.
+pub fn order(strategy: Strategy) -> &'static [StepId] {
+    use StepId::*;
+    match strategy {
+        Strategy::TwoPass => &[
+            Preflight, Copy, Freeze, Sync, Verify, Secret, Register, Deploy, Cleanup,
+        ],
+        // `sync` runs there only when a resume must catch up after an unlock.
+        Strategy::FreezeFirst => &[
+            Preflight, Freeze, Copy, Sync, Verify, Secret, Register, Deploy, Cleanup,
+        ],
+    }
+}
+
+/// Calls `$method` on the step type of `$id` (static dispatch: each step is its own type).
+macro_rules! on_step {
+    ($id:expr, |$s:ident| $body:expr) => {
+        match $id {
+            StepId::Preflight => {
+                let $s = preflight::Preflight;
+                $body
+            }
+            StepId::Copy => {
+                let $s = copy::Copy;
+                $body
+            }
+            StepId::Freeze => {
+                let $s = freeze::Freeze;
+                $body
+            }
+            StepId::Sync => {
+                let $s = sync::Sync;
+                $body
+            }
+            StepId::Verify => {
+                let $s = verify::Verify;
+                $body
+            }
+            StepId::Secret => {
+                let $s = secret::Secret;
+                $body
+            }
+            StepId::Register => {
+                let $s = register::Register;
+                $body
+            }
+            StepId::Deploy => {
+                let $s = deploy::Deploy;
+                $body
+            }
+            StepId::Cleanup => {
+                let $s = cleanup::Cleanup;
+                $body
+            }
+        }
+    };
+}
+
+/// The plan's step list: every step of its strategy, described.
+pub fn planned(plan: &Plan, world: &World) -> Vec<PlannedStep> {
+    order(plan.strategy)
+        .iter()
+        .map(|id| on_step!(*id, |s| s.describe(plan, world)))
+        .collect()
+}
+
+/// Runs step `id`'s check, then (when there is work) its apply.
+pub async fn run(id: StepId, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    on_step!(id, |s| match s.check(ctx).await? {
+        Check::Run => s.apply(ctx).await,
+        Check::Done(note) => Ok(Outcome::Done(note)),
+        Check::Skip(note) => Ok(Outcome::Skipped(note)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_strategy_runs_every_step_once() {
+        for s in [Strategy::TwoPass, Strategy::FreezeFirst] {
+            let mut ids = order(s).to_vec();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), 9, "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Verify: both sides compared, counts and the bytes of every document; any difference
+//! stops the migration before the cutover (and unfreezes the source).
+
+use crate::engine::context::{Ctx, Outcome, Step};
+use crate::engine::plan::model::{Plan, PlannedStep};
+use crate::engine::state::VerifyResult;
+use crate::engine::step::StepId;
+use crate::error::{Error, Result};
+use crate::mongo::freeze::Fence;
+use crate::mongo::jobs;
+use crate::mongo::ns::Selection;
+use crate::mongo::verify::{self, VerifyOptions};
+use crate::world::World;
+
+/// The verification.
+pub struct Verify;
+
+impl Step for Verify {
+    const ID: StepId = StepId::Verify;
+
+    fn describe(&self, _plan: &Plan, _world: &World) -> PlannedStep {
+        PlannedStep::new(
+            Self::ID,
+            "compare counts, document hashes and indexes of every collection; stop and unfreeze on any difference",
+        )
+    }
+
+    async fn apply(&self, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+        let (src, dst) = ctx.mongo().await?;
+        let sel = Selection::default();
+        let items = jobs::select(&src, &sel).await?;
+        let bars = ctx
+            .operator
+            .bars("verify", items.iter().map(|i| i.estimated_docs).sum());
+        let opts = VerifyOptions {
+            selection: sel,
+            parallel: 4,
+            max_examples: 20,
+        };
+        let r = verify::run(&src, &dst, &items, &opts, &*bars, &ctx.cancel).await;
+        bars.done();
+        let r = r?;
+        ctx.update(|s| {
+            s.results.verify = Some(VerifyResult {
+                ok: r.ok,
+                documents_compared: r.documents_compared,
+                seconds: r.seconds,
+            });
+        })?;
+        if r.ok {
+            return Ok(Outcome::Done(format!(
+                "target equals source: {} documents compared in {:.1}s",
+                r.documents_compared, r.seconds
+            )));
+        }
+        ctx.operator.show_verify(&r);
+        // A source that restarted under the freeze explains a difference: freeze again.
+        if let Fence::Broken(why) = ctx.fence().await? {
+            return ctx.refreeze(&format!("verify found differences and {why}"));
+        }
+        ctx.unfreeze("verification failed").await;
+        Err(Error::mismatch(format!(
+            "{}; nothing was deployed",
+            r.summary()
+        )))
+    }
+}

@@ -1,0 +1,189 @@
+//! The two ends of a collection's copy: the source cursor read into byte-bounded batches
+//! (a bounded channel holds at most a few), and each batch inserted unordered on the target.
+
+use std::collections::HashMap;
+
+use mongodb::bson::{Bson, RawBson, RawDocumentBuf, doc};
+use mongodb::error::ErrorKind;
+use mongodb::{Collection, Cursor};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::mongo::Mongo;
+use crate::mongo::order;
+use crate::mongo::stream::{id_of, show_id};
+
+/// A batch read from the source, in `_id` order.
+pub struct Batch {
+    /// The documents.
+    pub docs: Vec<RawDocumentBuf>,
+    /// Their size.
+    pub bytes: u64,
+    /// The last `_id` in it.
+    pub last_id: RawBson,
+    /// False once the source has returned an `_id` out of MongoDB order.
+    pub order_ok: bool,
+}
+
+/// Reads the cursor into byte-bounded batches and sends them down a bounded channel, so at
+/// most a few batches are ever held in memory.
+pub async fn read_batches(
+    mut cursor: Cursor<RawDocumentBuf>,
+    tx: mpsc::Sender<Result<Batch>>,
+    batch_bytes: usize,
+    batch_docs: usize,
+    src: Mongo,
+    ns: String,
+) {
+    let mut docs = Vec::new();
+    let mut bytes = 0usize;
+    let mut prev: Option<RawBson> = None;
+    let mut order_ok = true;
+    loop {
+        match cursor.advance().await {
+            Ok(true) => {
+                let raw = cursor.current();
+                let id = id_of(raw);
+                if let Some(p) = &prev
+                    && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
+                        != std::cmp::Ordering::Less
+                {
+                    order_ok = false;
+                }
+                prev = Some(id);
+                bytes += raw.as_bytes().len();
+                docs.push(raw.to_raw_document_buf());
+                if bytes >= batch_bytes || docs.len() >= batch_docs {
+                    let last_id = prev.clone().unwrap_or(RawBson::Null);
+                    let b = Batch {
+                        docs: std::mem::take(&mut docs),
+                        bytes: bytes as u64,
+                        last_id,
+                        order_ok,
+                    };
+                    bytes = 0;
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(false) => break,
+            Err(e) => {
+                let _ = tx.send(Err(src.err(format!("reading {ns}"), e))).await;
+                return;
+            }
+        }
+    }
+    if !docs.is_empty() {
+        let last_id = prev.unwrap_or(RawBson::Null);
+        let _ = tx
+            .send(Ok(Batch {
+                docs,
+                bytes: bytes as u64,
+                last_id,
+                order_ok,
+            }))
+            .await;
+    }
+}
+
+/// Inserts a batch, unordered. Duplicate `_id`s are fine when the target holds the very same
+/// bytes (a batch acknowledged by the server but not yet journaled before a crash); anything
+/// else is an error naming the document.
+pub async fn insert_batch(
+    dst: &Mongo,
+    coll: &Collection<RawDocumentBuf>,
+    ns: &str,
+    docs: Vec<RawDocumentBuf>,
+    live: bool,
+) -> Result<()> {
+    let err = match coll
+        .insert_many(&docs)
+        .ordered(false)
+        // Documents the source holds go over as they are, even ones its validator would now refuse.
+        .bypass_document_validation(true)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let ErrorKind::InsertMany(ime) = err.kind.as_ref() else {
+        return Err(dst.err(format!("inserting into {ns}"), err));
+    };
+    if let Some(wce) = &ime.write_concern_error {
+        return Err(Error::mongo(
+            format!("target: inserting into {ns}"),
+            format!("write concern not satisfied: {}", wce.message),
+        ));
+    }
+    let mut dups = Vec::new();
+    for we in ime.write_errors.iter().flatten() {
+        let Some(doc) = docs.get(we.index) else {
+            continue;
+        };
+        if we.code != 11000 {
+            return Err(Error::mongo(
+                format!("target: inserting into {ns}"),
+                format!(
+                    "document _id {} was rejected (code {}): {}",
+                    show_id(&id_of(doc)),
+                    we.code,
+                    we.message
+                ),
+            ));
+        }
+        dups.push(doc);
+    }
+    if dups.is_empty() {
+        return Ok(());
+    }
+    check_duplicates(dst, coll, ns, &dups, live).await
+}
+
+/// Reads back the documents a duplicate `_id` turned away: the very same bytes are fine
+/// (sent before a crash), a changed document is left to sync when the source is live.
+async fn check_duplicates(
+    dst: &Mongo,
+    coll: &Collection<RawDocumentBuf>,
+    ns: &str,
+    dups: &[&RawDocumentBuf],
+    live: bool,
+) -> Result<()> {
+    let ids: Vec<Bson> = dups
+        .iter()
+        .filter_map(|d| Bson::try_from(id_of(d)).ok())
+        .collect();
+    let mut existing: HashMap<String, RawDocumentBuf> = HashMap::new();
+    let read_err = |e| dst.err(format!("reading back duplicates in {ns}"), e);
+    let mut cur = coll
+        .find(doc! {"_id": {"$in": ids}})
+        .await
+        .map_err(read_err)?;
+    while cur.advance().await.map_err(read_err)? {
+        let raw = cur.current();
+        existing.insert(show_id(&id_of(raw)), raw.to_raw_document_buf());
+    }
+    let refuse = |message: String| Error::mongo(format!("target: inserting into {ns}"), message);
+    for d in dups {
+        let id = show_id(&id_of(d));
+        match existing.get(&id) {
+            Some(t) if t.as_bytes() == d.as_bytes() => {}
+            Some(_) if live => {
+                tracing::debug!(
+                    "{ns}: _id {id} changed on the source since it was first sent; sync patches it"
+                );
+            }
+            Some(_) => {
+                return Err(refuse(format!(
+                    "the target already holds a different document with _id {id} (left by another writer or an earlier run?); re-run with --drop to start this collection over"
+                )));
+            }
+            None => {
+                return Err(refuse(format!(
+                    "document _id {id} collides with a unique index on the target"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
