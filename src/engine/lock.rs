@@ -26,7 +26,7 @@ pub struct LockHolder {
 /// An exclusive hold on a journal, released when dropped or when the process dies.
 #[derive(Debug)]
 pub struct JournalLock {
-    _file: std::fs::File,
+    file: std::fs::File,
     path: PathBuf,
 }
 
@@ -41,28 +41,23 @@ impl JournalLock {
     /// Takes the lock next to `journal`, or refuses naming who holds it.
     pub fn acquire(journal: &Path, command: &str) -> Result<JournalLock> {
         let path = PathBuf::from(format!("{}.lock", journal.display()));
-        let io = |what: &str, e| Error::io(format!("{what} lock {}", path.display()), e);
-        let mut file = private_file(&path, false).map_err(|e| io("opening", e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let held_by = serde_json::from_str::<LockHolder>(&text)
-                    .map(|h| {
-                        format!(
-                            "`efs2atlas {}` (pid {} on host {}, since {})",
-                            h.command, h.pid, h.host, h.since
-                        )
-                    })
-                    .unwrap_or_else(|_| "another efs2atlas".into());
-                return Err(Error::refused(format!(
-                    "journal {} is in use by {held_by}; wait for it to finish (the lock goes away with that process)",
-                    journal.display()
-                )));
+        // A holder removes the file as it finishes: a lock taken on a file that was removed
+        // meanwhile locks nothing, so take it again on the file now at the path.
+        for _ in 0..10 {
+            let file = private_file(&path, false).map_err(|e| io_err(&path, "opening", e))?;
+            take(&file, journal, &path)?;
+            if same_file(&file, &path) {
+                return Self::hold(file, path, command);
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io("taking", e)),
         }
+        Err(Error::refused(format!(
+            "journal {} keeps changing hands; try again",
+            journal.display()
+        )))
+    }
+
+    /// Writes who holds the lock into the held file.
+    fn hold(mut file: std::fs::File, path: PathBuf, command: &str) -> Result<JournalLock> {
         let me = LockHolder {
             pid: std::process::id(),
             host: host_name(),
@@ -71,19 +66,66 @@ impl JournalLock {
         };
         let body = serde_json::to_vec_pretty(&me)
             .map_err(|e| Error::other(format!("encoding lock: {e}")))?;
-        file.set_len(0).map_err(|e| io("writing", e))?;
-        file.rewind().map_err(|e| io("writing", e))?;
-        file.write_all(&body).map_err(|e| io("writing", e))?;
-        Ok(JournalLock { _file: file, path })
+        file.set_len(0).map_err(|e| io_err(&path, "writing", e))?;
+        file.rewind().map_err(|e| io_err(&path, "writing", e))?;
+        file.write_all(&body)
+            .map_err(|e| io_err(&path, "writing", e))?;
+        Ok(JournalLock { file, path })
+    }
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::io(format!("{what} lock {}", path.display()), e)
+}
+
+/// Takes the OS lock on `file`, or refuses naming the holder it records.
+fn take(file: &std::fs::File, journal: &Path, path: &Path) -> Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = (&*file).read_to_string(&mut text);
+            let held_by = serde_json::from_str::<LockHolder>(&text)
+                .map(|h| {
+                    format!(
+                        "`efs2atlas {}` (pid {} on host {}, since {})",
+                        h.command, h.pid, h.host, h.since
+                    )
+                })
+                .unwrap_or_else(|_| "another efs2atlas".into());
+            Err(Error::refused(format!(
+                "journal {} is in use by {held_by}; wait for it to finish (the lock goes away with that process)",
+                journal.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(path, "taking", e)),
+    }
+}
+
+/// True when `path` still names the very file `file` is.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
     }
 }
 
 impl Drop for JournalLock {
     fn drop(&mut self) {
-        // Emptied, not removed: a waiting process may hold the file open, and removing it
-        // would let a third take a lock on a new file at the same time.
-        let _ = self._file.set_len(0);
-        tracing::debug!("released {}", self.path.display());
+        // Removed while still held; anyone who opened it meanwhile sees it is gone
+        // (`same_file`) and takes the lock on a new one. The kernel releases the lock when
+        // the file closes, right after.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
     }
 }
 
@@ -103,6 +145,10 @@ mod tests {
             "{e}"
         );
         drop(held);
+        assert!(
+            !dir.path().join("j.json.lock").exists(),
+            "removed when released"
+        );
         let _again = JournalLock::acquire(&j, "resume").unwrap();
     }
 
