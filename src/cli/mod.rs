@@ -6,10 +6,10 @@ pub mod render;
 pub mod run;
 pub mod term;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::options::{CredentialMode, FreezeMode, Strategy};
+use crate::engine::options::{Choice, CredentialMode, FreezeMode, Strategy};
 use crate::secret::Secret;
 
 /// Wraps a flag's value as a secret the moment clap reads it (it is parsed, with errors
@@ -18,12 +18,15 @@ fn secret_arg(s: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret::new(s))
 }
 
-/// A parser for a kebab-case choice whose names come from the engine's `CHOICES`.
-fn choice<T>(choices: &'static [(&'static str, T)]) -> impl TypedValueParser<Value = T>
+/// A parser for a kebab-case choice whose names and meanings come from the engine.
+fn choice<T>(choices: &'static [Choice<T>]) -> impl TypedValueParser<Value = T>
 where
     T: Copy + Send + Sync + 'static + std::str::FromStr<Err = crate::error::Error>,
 {
-    PossibleValuesParser::new(choices.iter().map(|(n, _)| *n)).try_map(|s| s.parse::<T>())
+    let values = choices
+        .iter()
+        .map(|(n, _, help)| PossibleValue::new(n).help(help));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<T>())
 }
 
 /// Move an app's MongoDB from a container on ECS (data on EFS) to MongoDB Atlas, safely.

@@ -9,13 +9,16 @@ use crate::envmap::EnvOverride;
 use crate::error::{Error, Result};
 use crate::uri::MongoUri;
 
-/// Parses a kebab-case choice (`--strategy two-pass`) against `(name, value)` pairs.
-fn choose<T: Copy>(flag: &str, s: &str, all: &[(&str, T)]) -> Result<T> {
+/// One choice of a flag: its name on the command line, its value, what it means.
+pub type Choice<T> = (&'static str, T, &'static str);
+
+/// Parses a kebab-case choice (`--strategy two-pass`) against the flag's choices.
+fn choose<T: Copy>(flag: &str, s: &str, all: &[Choice<T>]) -> Result<T> {
     all.iter()
-        .find(|(n, _)| *n == s)
-        .map(|(_, v)| *v)
+        .find(|(n, ..)| *n == s)
+        .map(|(_, v, _)| *v)
         .ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = all.iter().map(|(n, ..)| *n).collect();
             Error::usage(format!("{flag} '{s}' is not one of: {}", names.join(", ")))
         })
 }
@@ -33,9 +36,17 @@ pub enum CredentialMode {
 
 impl CredentialMode {
     /// Every choice, as the command line spells it.
-    pub const CHOICES: &[(&str, CredentialMode)] = &[
-        ("secrets-manager", CredentialMode::SecretsManager),
-        ("env", CredentialMode::Env),
+    pub const CHOICES: &[Choice<CredentialMode>] = &[
+        (
+            "secrets-manager",
+            CredentialMode::SecretsManager,
+            "one Secrets Manager secret, referenced from the task definition",
+        ),
+        (
+            "env",
+            CredentialMode::Env,
+            "plain env vars (the password is visible in the task definition)",
+        ),
     ];
 }
 
@@ -60,9 +71,17 @@ pub enum Strategy {
 
 impl Strategy {
     /// Every choice, as the command line spells it.
-    pub const CHOICES: &[(&str, Strategy)] = &[
-        ("two-pass", Strategy::TwoPass),
-        ("freeze-first", Strategy::FreezeFirst),
+    pub const CHOICES: &[Choice<Strategy>] = &[
+        (
+            "two-pass",
+            Strategy::TwoPass,
+            "bulk copy with writes live, then freeze and sync only what changed (short freeze)",
+        ),
+        (
+            "freeze-first",
+            Strategy::FreezeFirst,
+            "freeze, then copy and verify (read-only for the whole copy)",
+        ),
     ];
 }
 
@@ -86,9 +105,17 @@ pub enum FreezeMode {
 
 impl FreezeMode {
     /// Every choice, as the command line spells it.
-    pub const CHOICES: &[(&str, FreezeMode)] = &[
-        ("fsync-lock", FreezeMode::FsyncLock),
-        ("none", FreezeMode::None),
+    pub const CHOICES: &[Choice<FreezeMode>] = &[
+        (
+            "fsync-lock",
+            FreezeMode::FsyncLock,
+            "fsync with lock: true on the source; released on abort or rollback",
+        ),
+        (
+            "none",
+            FreezeMode::None,
+            "no freeze: writes made during the copy can be lost",
+        ),
     ];
 }
 
