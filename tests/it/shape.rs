@@ -26,8 +26,11 @@ const LAYERS: &[(&str, &[&str])] = &[
 const MAX_FILE_LINES: usize = 600;
 const MAX_FN_LINES: usize = 80;
 
+/// The tree checked: this crate's `src`, or another (`EFS2ATLAS_SHAPE_SRC`, to compare).
 fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    std::env::var_os("EFS2ATLAS_SHAPE_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
 }
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
