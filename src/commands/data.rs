@@ -190,6 +190,7 @@ pub async fn verify(d: &DataOptions, max_examples: usize, op: &dyn Operator) -> 
         selection: d.selection.clone(),
         parallel: d.parallel,
         max_examples,
+        read_back: Default::default(),
     };
     let result = verify::run(&src, &dst, &items, &opts, &*bars, &cancel).await;
     bars.done();

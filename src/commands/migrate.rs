@@ -8,7 +8,7 @@ use crate::engine::context::Ctx;
 use crate::engine::journal::{Journal, SharedJournal};
 use crate::engine::lock::JournalLock;
 use crate::engine::operator::Operator;
-use crate::engine::options::{RunOptions, TargetOptions};
+use crate::engine::options::{RunOptions, Strategy, TargetOptions};
 use crate::engine::plan::model::Plan;
 use crate::engine::runner;
 use crate::engine::state::MigrateState;
@@ -155,11 +155,16 @@ fn new_journal(
         ..Default::default()
     });
     journal.save(path)?;
-    Ok(SharedJournal::new(
+    let shared = SharedJournal::new(
         path.to_path_buf(),
         journal,
         crate::mongo::copy::JOURNAL_INTERVAL,
-    ))
+    );
+    // Only two-pass reads the ledger: it audits Atlas against it before the freeze.
+    Ok(match t.settings.strategy {
+        Strategy::TwoPass => shared.with_ledger(),
+        Strategy::FreezeFirst => shared,
+    })
 }
 
 /// Runs the steps and hands the report back.

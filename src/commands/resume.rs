@@ -10,7 +10,7 @@ use crate::engine::context::Ctx;
 use crate::engine::journal::{Journal, SharedJournal};
 use crate::engine::lock::JournalLock;
 use crate::engine::operator::Operator;
-use crate::engine::options::TargetOptions;
+use crate::engine::options::{Strategy, TargetOptions};
 use crate::engine::runner::catch_up_after_unlock;
 use crate::engine::state::MigrateState;
 use crate::error::{Error, Result};
@@ -78,6 +78,10 @@ pub async fn resume(
         journal,
         crate::mongo::copy::JOURNAL_INTERVAL,
     );
+    let journal = match st.settings.strategy {
+        Strategy::TwoPass => journal.with_ledger(),
+        Strategy::FreezeFirst => journal,
+    };
     let settings = st.settings.clone();
     let ctx = Ctx::new(aws, world, plan, (source, target), op, journal, settings);
     finish(ctx).await

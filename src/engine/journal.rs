@@ -208,6 +208,8 @@ pub struct SharedJournal {
     path: PathBuf,
     state: Mutex<(Journal, Instant)>,
     interval: Duration,
+    /// Whether the copy keeps ledgers next to this journal.
+    ledger: bool,
 }
 
 impl SharedJournal {
@@ -217,7 +219,19 @@ impl SharedJournal {
             path,
             state: Mutex::new((journal, Instant::now())),
             interval,
+            ledger: false,
         }
+    }
+
+    /// Keeps ledgers (what the target acknowledged) in a directory next to the journal.
+    pub fn with_ledger(mut self) -> SharedJournal {
+        self.ledger = true;
+        self
+    }
+
+    /// The directory the ledgers of this journal live in.
+    pub fn ledger_path(&self) -> PathBuf {
+        PathBuf::from(format!("{}.ledger", self.path.display()))
     }
 
     /// The file.
@@ -260,6 +274,10 @@ impl SharedJournal {
 }
 
 impl ProgressStore for SharedJournal {
+    fn ledger_dir(&self) -> Option<PathBuf> {
+        self.ledger.then(|| self.ledger_path())
+    }
+
     fn copied(&self, ns: &str) -> Result<Option<CollectionProgress>> {
         self.read(|j| j.copy.collections.get(ns).cloned())
     }

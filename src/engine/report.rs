@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::deploy::DeployReport;
 use crate::engine::options::{FreezeMode, Strategy};
-use crate::engine::state::{CopyResult, MigrateState, StepRecord, SyncResult, VerifyResult};
+use crate::engine::state::{
+    CatchUpResult, CopyResult, MigrateState, StepRecord, SyncResult, VerifyResult,
+};
 use crate::engine::step::StepId;
 
 /// The freeze as reported.
@@ -46,6 +48,8 @@ pub struct MigrationReport {
     pub strategy: Strategy,
     /// The bulk copy.
     pub copy: Option<CopyResult>,
+    /// The checks and rounds before the freeze.
+    pub catch_up: Option<CatchUpResult>,
     /// The sync.
     pub sync: Option<SyncResult>,
     /// The verification.
@@ -75,6 +79,7 @@ impl MigrationReport {
             secret_arn: st.secret_arn.clone(),
             strategy: st.settings.strategy,
             copy: r.copy.clone(),
+            catch_up: r.catch_up.clone(),
             sync: r.sync.clone(),
             verify: r.verify.clone(),
             deploy: r.deploy.clone(),

@@ -29,6 +29,8 @@ pub async fn execute(mut ctx: Ctx<'_>) -> Result<(Plan, MigrationReport)> {
         s.finished = true;
         s.end_freeze_clock();
     })?;
+    // The ledgers hold `_id`s of the app's data; nothing needs them once the app runs on Atlas.
+    let _ = std::fs::remove_dir_all(ctx.journal.ledger_path());
     let report = MigrationReport::new(&ctx.state()?, &journal_path);
     Ok((ctx.plan, report))
 }

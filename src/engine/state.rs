@@ -102,6 +102,28 @@ pub struct SyncResult {
     pub seconds: f64,
 }
 
+/// One catch-up round.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RoundResult {
+    /// Documents inserted, replaced or deleted.
+    pub patched: u64,
+    /// Source documents and ledger records read.
+    pub compared: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// What the catch-up step did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CatchUpResult {
+    /// Documents read back from Atlas and found as the ledger says.
+    pub audited: u64,
+    /// The rounds, in order.
+    pub rounds: Vec<RoundResult>,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
 /// What the verify step found.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct VerifyResult {
@@ -119,6 +141,9 @@ pub struct Results {
     /// The bulk copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyResult>,
+    /// The checks and rounds before the freeze.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpResult>,
     /// The sync under the freeze.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncResult>,

@@ -11,6 +11,8 @@ pub enum StepId {
     Preflight,
     /// Copy every document (bulk copy, with writes live under two-pass).
     Copy,
+    /// Check Atlas against the ledger and sync in rounds, with writes live.
+    CatchUp,
     /// Stop writes on the source.
     Freeze,
     /// Patch what changed during the bulk copy.
@@ -33,6 +35,7 @@ impl StepId {
         match self {
             StepId::Preflight => "preflight",
             StepId::Copy => "copy",
+            StepId::CatchUp => "catch-up",
             StepId::Freeze => "freeze",
             StepId::Sync => "sync",
             StepId::Verify => "verify",
@@ -91,6 +94,7 @@ mod tests {
         for id in [
             StepId::Preflight,
             StepId::Copy,
+            StepId::CatchUp,
             StepId::Freeze,
             StepId::Sync,
             StepId::Verify,

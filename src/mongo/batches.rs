@@ -10,8 +10,11 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::mongo::Mongo;
+use crate::mongo::jobs::{Item as Job, key};
+use crate::mongo::ledger::{self, LedgerWriter};
 use crate::mongo::order;
-use crate::mongo::stream::{id_of, show_id};
+use crate::mongo::progress::{CollectionProgress, ProgressStore};
+use crate::mongo::stream::{Item, doc_hash, id_of, show_id};
 
 /// A batch read from the source, in `_id` order.
 pub struct Batch {
@@ -87,24 +90,48 @@ pub async fn read_batches(
     }
 }
 
-/// Inserts a batch, unordered. Duplicate `_id`s are fine when the target holds the very same
-/// bytes (a batch acknowledged by the server but not yet journaled before a crash); anything
-/// else is an error naming the document.
+/// Inserts a batch, unordered, and returns what the target now holds for each document (for
+/// the ledger). Duplicate `_id`s are fine when the target holds the very same bytes (a batch
+/// acknowledged by the server but not yet journaled before a crash); anything else is an
+/// error naming the document, except, while the source is live, an older version of it, which
+/// sync patches later.
 pub async fn insert_batch(
     dst: &Mongo,
     coll: &Collection<RawDocumentBuf>,
     ns: &str,
     docs: Vec<RawDocumentBuf>,
     live: bool,
-) -> Result<()> {
+) -> Result<Vec<Item>> {
+    let held = insert(dst, coll, ns, &docs, live).await?;
+    Ok(docs
+        .iter()
+        .map(|d| {
+            let id = id_of(d);
+            let (hash, len) = held
+                .get(&show_id(&id))
+                .copied()
+                .unwrap_or_else(|| (doc_hash(d.as_bytes()), d.as_bytes().len()));
+            Item { id, hash, len }
+        })
+        .collect())
+}
+
+/// The insert itself; returns the documents the target holds in another version (live).
+async fn insert(
+    dst: &Mongo,
+    coll: &Collection<RawDocumentBuf>,
+    ns: &str,
+    docs: &[RawDocumentBuf],
+    live: bool,
+) -> Result<HashMap<String, (u128, usize)>> {
     let err = match coll
-        .insert_many(&docs)
+        .insert_many(docs)
         .ordered(false)
         // Documents the source holds go over as they are, even ones its validator would now refuse.
         .bypass_document_validation(true)
         .await
     {
-        Ok(_) => return Ok(()),
+        Ok(_) => return Ok(HashMap::new()),
         Err(e) => e,
     };
     let ErrorKind::InsertMany(ime) = err.kind.as_ref() else {
@@ -135,20 +162,22 @@ pub async fn insert_batch(
         dups.push(doc);
     }
     if dups.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     check_duplicates(dst, coll, ns, &dups, live).await
 }
 
 /// Reads back the documents a duplicate `_id` turned away: the very same bytes are fine
-/// (sent before a crash), a changed document is left to sync when the source is live.
+/// (sent before a crash), a changed document is left to sync when the source is live (and
+/// returned with what the target holds instead).
 async fn check_duplicates(
     dst: &Mongo,
     coll: &Collection<RawDocumentBuf>,
     ns: &str,
     dups: &[&RawDocumentBuf],
     live: bool,
-) -> Result<()> {
+) -> Result<HashMap<String, (u128, usize)>> {
+    let mut held = HashMap::new();
     let ids: Vec<Bson> = dups
         .iter()
         .filter_map(|d| Bson::try_from(id_of(d)).ok())
@@ -168,10 +197,11 @@ async fn check_duplicates(
         let id = show_id(&id_of(d));
         match existing.get(&id) {
             Some(t) if t.as_bytes() == d.as_bytes() => {}
-            Some(_) if live => {
+            Some(t) if live => {
                 tracing::debug!(
                     "{ns}: _id {id} changed on the source since it was first sent; sync patches it"
                 );
+                held.insert(id, (doc_hash(t.as_bytes()), t.as_bytes().len()));
             }
             Some(_) => {
                 return Err(refuse(format!(
@@ -184,6 +214,75 @@ async fn check_duplicates(
                 )));
             }
         }
+    }
+    Ok(held)
+}
+
+/// The collection's ledger, continued at its journaled mark; `None` when this run keeps no
+/// ledger or this collection cannot have one (then sync and verify read both sides).
+pub fn open_ledger(
+    store: &dyn ProgressStore,
+    it: &Job,
+    progress: &mut CollectionProgress,
+) -> Option<LedgerWriter> {
+    let dir = store.ledger_dir()?;
+    // A time series reads back in another field order than it was written: no byte ledger.
+    if progress.ledger_off || !progress.order_trusted || it.meta.kind != "collection" {
+        progress.ledger_off = true;
+        return None;
+    }
+    let generation = progress.ledger.map_or(0, |m| m.generation);
+    let path = ledger::path_in(&dir, &key(it), generation);
+    match LedgerWriter::open(&path, progress.ledger) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("{e}; {} is compared on both sides instead", it.source);
+            progress.ledger = None;
+            progress.ledger_off = true;
+            None
+        }
+    }
+}
+
+/// A batch the target acknowledged.
+pub struct Acked {
+    /// Documents.
+    pub docs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The last `_id`.
+    pub last_id: RawBson,
+    /// The batch came in MongoDB order.
+    pub order_ok: bool,
+    /// What the target holds for each document, in `_id` order.
+    pub entries: Vec<crate::mongo::stream::Item>,
+}
+
+/// Counts an acknowledged batch into the collection's progress and its ledger (a source that
+/// returns `_id`s out of MongoDB's order ends the ledger: it could not be merged in order).
+pub fn acknowledged(
+    p: &mut CollectionProgress,
+    acked: Acked,
+    ledger: &mut Option<LedgerWriter>,
+) -> Result<()> {
+    p.docs += acked.docs;
+    p.bytes += acked.bytes;
+    p.last_id = Some(
+        Bson::try_from(acked.last_id)
+            .map(|b| b.into_canonical_extjson())
+            .unwrap_or(serde_json::Value::Null),
+    );
+    p.order_trusted = p.order_trusted && acked.order_ok;
+    if !p.order_trusted {
+        *ledger = None;
+        p.ledger = None;
+        p.ledger_off = true;
+    }
+    if let Some(w) = ledger {
+        for e in &acked.entries {
+            w.append(&e.id, e.hash, e.len as u32)?;
+        }
+        p.ledger = Some(w.flush()?);
     }
     Ok(())
 }

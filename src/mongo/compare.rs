@@ -14,7 +14,7 @@ use crate::mongo::jobs::Item;
 use crate::mongo::meta::{CollectionMeta, IndexMeta};
 use crate::mongo::ns::{Namespace, Selection};
 use crate::mongo::observe::Observer;
-use crate::mongo::stream::{Diff, DiffKind, Digest, Merge, SortedScan, show_id};
+use crate::mongo::stream::{Diff, DiffKind, Digest, Merge, ScanSide, Sorted, SortedScan, show_id};
 
 /// Writes one difference to the target (sync); verify passes none.
 #[allow(async_fn_in_trait)] // awaited in place by the merge, never spawned or boxed
@@ -92,13 +92,13 @@ pub(crate) struct Merged {
     pub unreliable: Option<String>,
 }
 
-/// Merges one collection's source and target in `_id` order, counting the differences into
-/// `part`. With a `patch`, each difference is also written to the target (that is `sync`;
-/// verify is the same merge with no writes). Interrupted by an error, `part` keeps where a
-/// retry may continue: for verify, everything compared; for sync, the last point up to which
-/// every write was acknowledged (queued writes after it are found again).
 /// Both sides' sorted scans from where `part` got to, merged.
-async fn open_merge(src: &Mongo, dst: &Mongo, it: &Item, part: &Partial) -> Result<Merge> {
+pub(crate) async fn open_merge(
+    src: &Mongo,
+    dst: &Mongo,
+    it: &Item,
+    part: &Partial,
+) -> Result<Merge> {
     let scoll = src
         .client
         .database(&it.source.db)
@@ -118,13 +118,18 @@ async fn open_merge(src: &Mongo, dst: &Mongo, it: &Item, part: &Partial) -> Resu
     let t = t
         .map_err(|e| dst.err(format!("reading {}", it.target), e))?
         .canonical(timeseries);
+    let s = ScanSide::new(s, src, it.source.to_string());
+    let t = ScanSide::new(t, dst, it.target.to_string());
     Ok(Merge::resume(s, t, part.source_digest, part.target_digest))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn compare_docs<P: Patch>(
-    src: &Mongo,
-    dst: &Mongo,
+/// Merges one collection's source and target in `_id` order, counting the differences into
+/// `part`. With a `patch`, each difference is also written to the target (that is `sync`;
+/// verify is the same merge with no writes). Interrupted by an error, `part` keeps where a
+/// retry may continue: for verify, everything compared; for sync, the last point up to which
+/// every write was acknowledged (queued writes after it are found again).
+pub(crate) async fn compare_docs<P: Patch, T: Sorted>(
+    merge: &mut Merge<T>,
     it: &Item,
     part: &mut Partial,
     max_examples: usize,
@@ -134,7 +139,6 @@ pub(crate) async fn compare_docs<P: Patch>(
 ) -> Result<Merged> {
     let k = it.source.to_string();
     observer.start(&k, it.estimated_docs, 0, 0);
-    let mut merge = open_merge(src, dst, it, part).await?;
     let mut last_reported = merge.source_digest.count;
     let outcome: Result<()> = loop {
         if cancel.is_cancelled() {
@@ -144,14 +148,7 @@ pub(crate) async fn compare_docs<P: Patch>(
         }
         let d = match merge.next_diff().await {
             Ok(d) => d,
-            Err(e) => {
-                break Err(both_sides_err(
-                    src,
-                    dst,
-                    &format!("comparing {k} with {}", it.target),
-                    e,
-                ));
-            }
+            Err(e) => break Err(e),
         };
         let seen = merge.source_digest.count;
         if seen - last_reported >= 1000 {
@@ -162,7 +159,7 @@ pub(crate) async fn compare_docs<P: Patch>(
         if patch.is_some() && merge.unreliable() {
             break Err(Error::refused(format!(
                 "{}; sync matches documents by _id order and cannot patch {k} on this server: copy it again with `efs2atlas copy --drop --ns-include {k}` instead",
-                unreliable_reason(&merge)
+                unreliable_reason(merge)
             )));
         }
         part.count(&d, max_examples);
@@ -193,12 +190,12 @@ pub(crate) async fn compare_docs<P: Patch>(
     Ok(Merged {
         source_digest: merge.source_digest,
         target_digest: merge.target_digest,
-        unreliable: merge.unreliable().then(|| unreliable_reason(&merge)),
+        unreliable: merge.unreliable().then(|| unreliable_reason(merge)),
     })
 }
 
-fn unreliable_reason(merge: &Merge) -> String {
-    let (side, (a, b)) = match (&merge.source.out_of_order, &merge.target.out_of_order) {
+fn unreliable_reason<T: Sorted>(merge: &Merge<T>) -> String {
+    let (side, (a, b)) = match (merge.source.out_of_order(), merge.target.out_of_order()) {
         (Some(p), _) => ("source", p.clone()),
         (_, Some(p)) => ("target", p.clone()),
         _ => ("", (String::new(), String::new())),
@@ -206,13 +203,6 @@ fn unreliable_reason(merge: &Merge) -> String {
     format!(
         "the {side} server returned _id {b} after {a}, which is not MongoDB's sort order, so individual documents cannot be matched; counts and digests are still exact"
     )
-}
-
-/// A merge error could come from either server: scrub both URIs' credentials.
-fn both_sides_err(src: &Mongo, dst: &Mongo, context: &str, e: mongodb::error::Error) -> Error {
-    let mut e = src.err(context, e);
-    e.message = crate::mongo::scrub_err(&dst.uri, &e.message);
-    e
 }
 
 /// The target's `listCollections` entry for `ns`, if it exists.

@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::mongo::Mongo;
-use crate::mongo::batches::{Batch, insert_batch, read_batches};
+use crate::mongo::batches::{Acked, Batch, acknowledged, insert_batch, open_ledger, read_batches};
 use crate::mongo::indexes::build_indexes;
 use crate::mongo::jobs::{Item, exists, key};
+use crate::mongo::ledger::LedgerWriter;
 use crate::mongo::ns::Selection;
 use crate::mongo::observe::Observer;
 use crate::mongo::order;
@@ -488,7 +489,8 @@ async fn copy_data(
         ctx.src.clone(),
         it.source.to_string(),
     ));
-    let (copied, reading, result) = pump(ctx, it, progress, rx).await;
+    let mut ledger = open_ledger(ctx.journal, it, progress);
+    let (copied, reading, result) = pump(ctx, it, progress, rx, &mut ledger).await;
     reader.abort();
     // Whatever was acknowledged is in `progress`; make it durable before reporting anything.
     let k = key(it);
@@ -496,6 +498,9 @@ async fn copy_data(
     result?;
     if reading {
         return Err(interrupted());
+    }
+    if let Some(mut w) = ledger {
+        progress.ledger = Some(w.finish()?);
     }
     progress.data_done = true;
     record(ctx.journal, &k, progress.clone(), true)?;
@@ -510,6 +515,7 @@ async fn pump(
     it: &Item,
     progress: &mut CollectionProgress,
     mut rx: mpsc::Receiver<Result<Batch>>,
+    ledger: &mut Option<LedgerWriter>,
 ) -> ((u64, u64), bool, Result<()>) {
     let k = key(it);
     let tcoll: Collection<RawDocumentBuf> = ctx
@@ -527,14 +533,16 @@ async fn pump(
             biased;
             done = in_flight.next(), if !in_flight.is_empty() => {
                 let Some(done) = done else { continue };
-                let (docs, bytes, last_id, order_ok) = match done {
+                let acked: Acked = match done {
                     Ok(d) => d,
                     Err(e) => break Err(e),
                 };
+                let (docs, bytes) = (acked.docs, acked.bytes);
                 copied.0 += docs;
                 copied.1 += bytes;
-                acknowledged(progress, docs, bytes, last_id, order_ok);
-                if let Err(e) = record(ctx.journal, &k, progress.clone(), false) {
+                let recorded = acknowledged(progress, acked, ledger)
+                    .and_then(|()| record(ctx.journal, &k, progress.clone(), false));
+                if let Err(e) = recorded {
                     break Err(e);
                 }
                 ctx.observer.progress(&k, docs, bytes);
@@ -544,9 +552,10 @@ async fn pump(
                     let (tcoll, dst) = (tcoll.clone(), ctx.dst.clone());
                     let (target, live) = (it.target.to_string(), ctx.opts.live);
                     in_flight.push_back(async move {
-                        let n = b.docs.len() as u64;
-                        insert_batch(&dst, &tcoll, &target, b.docs, live).await?;
-                        Ok::<_, Error>((n, b.bytes, b.last_id, b.order_ok))
+                        let docs = b.docs.len() as u64;
+                        let entries = insert_batch(&dst, &tcoll, &target, b.docs, live).await?;
+                        let (bytes, last_id, order_ok) = (b.bytes, b.last_id, b.order_ok);
+                        Ok::<_, Error>(Acked { docs, bytes, last_id, order_ok, entries })
                     });
                 }
                 Some(Err(e)) => break Err(e),
@@ -557,24 +566,6 @@ async fn pump(
         }
     };
     (copied, reading, result)
-}
-
-/// Counts an acknowledged batch into the collection's progress.
-fn acknowledged(
-    p: &mut CollectionProgress,
-    docs: u64,
-    bytes: u64,
-    last_id: RawBson,
-    order_ok: bool,
-) {
-    p.docs += docs;
-    p.bytes += bytes;
-    p.last_id = Some(
-        Bson::try_from(last_id)
-            .map(|b| b.into_canonical_extjson())
-            .unwrap_or(serde_json::Value::Null),
-    );
-    p.order_trusted = p.order_trusted && order_ok;
 }
 
 /// How often the journal is written during a copy (plus at every collection boundary).

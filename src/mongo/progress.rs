@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::mongo::ledger::LedgerMark;
 
 /// Progress of one collection.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -35,6 +36,13 @@ pub struct CollectionProgress {
     /// wrote (a swap straddled the scan): left to `sync`, which builds them after patching.
     #[serde(default)]
     pub index_deferred: Vec<String>,
+    /// Where this collection's ledger ends (what the target acknowledged, in `_id` order).
+    #[serde(default)]
+    pub ledger: Option<LedgerMark>,
+    /// The ledger was given up for this collection (the source did not return `_id`s in
+    /// MongoDB's order, so a sorted ledger cannot be built): sync and verify read both sides.
+    #[serde(default)]
+    pub ledger_off: bool,
 }
 
 /// Writes applied to one collection.
@@ -83,10 +91,18 @@ pub struct CollectionSync {
     pub option_differences: Vec<String>,
     /// Seconds spent.
     pub seconds: f64,
+    /// Set when this sync compared the source with the ledger instead of reading the target:
+    /// the list of what it patched, which verify reads back (and nothing else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patched: Option<LedgerMark>,
 }
 
 /// Where copy and sync keep their per-collection progress, durably.
 pub trait ProgressStore: Send + Sync {
+    /// The directory the ledgers live in, when this run keeps them.
+    fn ledger_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
     /// The copy progress recorded for source namespace `ns`.
     fn copied(&self, ns: &str) -> Result<Option<CollectionProgress>>;
     /// Records copy progress (saved now when `force`, else within a short interval).

@@ -271,12 +271,63 @@ pub struct Diff {
     pub source_doc: Option<RawDocumentBuf>,
 }
 
-/// Merges a source and a target scan in `_id` order into differences.
-pub struct Merge {
+/// A stream of (`_id`, hash, size) in MongoDB's `_id` order: a scan of a collection, or a
+/// ledger of what the target acknowledged.
+#[allow(async_fn_in_trait)] // awaited in place by the merge, never boxed
+pub trait Sorted {
+    /// The next item, or `None` at the end.
+    async fn next_item(&mut self) -> crate::error::Result<Option<Item>>;
+    /// The first pair of `_id`s seen out of MongoDB order, if any.
+    fn out_of_order(&self) -> Option<&(String, String)> {
+        None
+    }
+}
+
+/// A sorted scan of one side's collection, its errors named after that side.
+pub struct ScanSide {
+    /// The scan.
+    pub scan: SortedScan,
+    mongo: crate::mongo::Mongo,
+    what: String,
+}
+
+impl ScanSide {
+    /// `scan` of `mongo`, reading `what` (e.g. `shop.users`) for messages.
+    pub fn new(scan: SortedScan, mongo: &crate::mongo::Mongo, what: String) -> ScanSide {
+        ScanSide {
+            scan,
+            mongo: mongo.clone(),
+            what,
+        }
+    }
+}
+
+impl Sorted for ScanSide {
+    async fn next_item(&mut self) -> crate::error::Result<Option<Item>> {
+        self.scan
+            .next()
+            .await
+            .map_err(|e| self.mongo.err(format!("reading {}", self.what), e))
+    }
+
+    fn out_of_order(&self) -> Option<&(String, String)> {
+        self.scan.out_of_order.as_ref()
+    }
+}
+
+/// Receives, in order, every item the merge settles, as the target will hold it once the
+/// differences are patched (sync writes the next ledger from it).
+pub trait Tap: Send {
+    /// One item the target holds after the patch.
+    fn keep(&mut self, item: &Item) -> crate::error::Result<()>;
+}
+
+/// The merge of a source scan with a target stream (a scan, or a ledger) into differences.
+pub struct Merge<T: Sorted = ScanSide> {
     /// Source side.
-    pub source: SortedScan,
+    pub source: ScanSide,
     /// Target side.
-    pub target: SortedScan,
+    pub target: T,
     /// Digest of the source documents the merge has consumed.
     pub source_digest: Digest,
     /// Digest of the target documents the merge has consumed.
@@ -284,32 +335,34 @@ pub struct Merge {
     /// Every `_id` up to this one is fully compared on both sides: a merge restarted with
     /// [`SortedScan::open_after`] from here, with these digests, continues exactly.
     pub done_through: Option<RawBson>,
+    /// Receives what the target holds after the patch, item by item.
+    pub tap: Option<Box<dyn Tap>>,
     a: Option<Item>,
     b: Option<Item>,
     advance_a: bool,
     advance_b: bool,
 }
 
-impl Merge {
-    /// Starts a merge.
-    pub fn new(source: SortedScan, target: SortedScan) -> Merge {
+impl<T: Sorted> Merge<T> {
+    /// A merge of two whole collections.
+    pub fn new(source: ScanSide, target: T) -> Merge<T> {
         Merge::resume(source, target, Digest::default(), Digest::default())
     }
 
-    /// Continues a merge whose consumed documents are summed up in the two digests (the scans
-    /// must start after the previous merge's `done_through`).
+    /// A merge continuing after `done_through`, with the digests so far.
     pub fn resume(
-        source: SortedScan,
-        target: SortedScan,
+        source: ScanSide,
+        target: T,
         source_digest: Digest,
         target_digest: Digest,
-    ) -> Merge {
+    ) -> Merge<T> {
         Merge {
             source,
             target,
             source_digest,
             target_digest,
             done_through: None,
+            tap: None,
             a: None,
             b: None,
             advance_a: true,
@@ -317,22 +370,28 @@ impl Merge {
         }
     }
 
-    /// True when either server returned `_id`s out of MongoDB order, so differences found by
-    /// the merge cannot be trusted (digests still can).
+    /// True when a side returned `_id`s out of MongoDB order (documents cannot be matched
+    /// one by one then; digests are still exact).
     pub fn unreliable(&self) -> bool {
-        self.source.out_of_order.is_some() || self.target.out_of_order.is_some()
+        self.source.out_of_order().is_some() || self.target.out_of_order().is_some()
     }
 
-    fn take_a(&mut self, kind: Option<DiffKind>) -> Option<Diff> {
-        let a = self.a.take()?;
+    fn take_a(&mut self, kind: Option<DiffKind>) -> crate::error::Result<Option<Diff>> {
+        let Some(a) = self.a.take() else {
+            return Ok(None);
+        };
         self.advance_a = true;
         self.source_digest.add(a.hash, a.len);
         self.done_through = Some(a.id.clone());
-        kind.map(|kind| Diff {
+        // Equal, missing or different: after the patch the target holds the source's version.
+        if let Some(tap) = &mut self.tap {
+            tap.keep(&a)?;
+        }
+        Ok(kind.map(|kind| Diff {
             kind,
             id: a.id,
-            source_doc: self.source.take_current(),
-        })
+            source_doc: self.source.scan.take_current(),
+        }))
     }
 
     fn take_b(&mut self) -> Option<Diff> {
@@ -347,21 +406,26 @@ impl Merge {
         })
     }
 
-    /// The next difference; `None` when both scans are exhausted (digests are then complete).
-    pub async fn next_diff(&mut self) -> mongodb::error::Result<Option<Diff>> {
-        loop {
-            match (self.advance_a, self.advance_b) {
-                (true, true) => {
-                    let (x, y) = tokio::join!(self.source.next(), self.target.next());
-                    self.a = x?;
-                    self.b = y?;
-                }
-                (true, false) => self.a = self.source.next().await?,
-                (false, true) => self.b = self.target.next().await?,
-                (false, false) => {}
+    async fn advance(&mut self) -> crate::error::Result<()> {
+        match (self.advance_a, self.advance_b) {
+            (true, true) => {
+                let (x, y) = tokio::join!(self.source.next_item(), self.target.next_item());
+                self.a = x?;
+                self.b = y?;
             }
-            self.advance_a = false;
-            self.advance_b = false;
+            (true, false) => self.a = self.source.next_item().await?,
+            (false, true) => self.b = self.target.next_item().await?,
+            (false, false) => {}
+        }
+        self.advance_a = false;
+        self.advance_b = false;
+        Ok(())
+    }
+
+    /// The next difference, or `None` when both sides are exhausted.
+    pub async fn next_diff(&mut self) -> crate::error::Result<Option<Diff>> {
+        loop {
+            self.advance().await?;
             let order = match (&self.a, &self.b) {
                 (None, None) => return Ok(None),
                 (Some(_), None) => Ordering::Less,
@@ -369,7 +433,7 @@ impl Merge {
                 (Some(a), Some(b)) => order::cmp(&a.id.as_raw_bson_ref(), &b.id.as_raw_bson_ref()),
             };
             match order {
-                Ordering::Less => return Ok(self.take_a(Some(DiffKind::Missing))),
+                Ordering::Less => return self.take_a(Some(DiffKind::Missing)),
                 Ordering::Greater => return Ok(self.take_b()),
                 Ordering::Equal => {
                     let same = matches!((&self.a, &self.b), (Some(a), Some(b)) if a.hash == b.hash && a.len == b.len);
@@ -377,13 +441,9 @@ impl Merge {
                         self.advance_b = true;
                         self.target_digest.add(b.hash, b.len);
                     }
-                    let d = self.take_a(if same {
-                        None
-                    } else {
-                        Some(DiffKind::Different)
-                    });
-                    if d.is_some() {
-                        return Ok(d);
+                    let kind = (!same).then_some(DiffKind::Different);
+                    if let Some(d) = self.take_a(kind)? {
+                        return Ok(Some(d));
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! exact bytes on both sides, index and option comparison, and, on a mismatch, the `_id`s
 //! that are missing, extra or different. It never relies on `dbHash`.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
@@ -13,7 +14,7 @@ use crate::error::Result;
 use crate::mongo::Mongo;
 use crate::mongo::compare::{
     Example, Merged, NoPatch, Partial, compare_docs, compare_indexes, compare_options,
-    extra_collections, target_meta,
+    extra_collections, open_merge, target_meta,
 };
 use crate::mongo::jobs::Item;
 use crate::mongo::ns::Selection;
@@ -119,7 +120,14 @@ pub struct VerifyOptions {
     pub parallel: usize,
     /// Differing `_id`s listed per collection.
     pub max_examples: usize,
+    /// Collections a sync compared against the ledger (source namespace → ledger directory,
+    /// what the sync patched, how many documents the ledger holds): only the patched
+    /// documents are read back, and the target's count checked.
+    pub read_back: BTreeMap<String, ReadBackFrom>,
 }
+
+/// Where a collection's patched list is, and how many documents its ledger holds.
+pub type ReadBackFrom = (std::path::PathBuf, crate::mongo::ledger::LedgerMark, u64);
 
 /// Compares every selected collection.
 pub async fn run(
@@ -143,8 +151,17 @@ pub async fn run(
                     .map(|p| p.source_digest.count + p.target_digest.count)
                     .unwrap_or(0)
             };
+            let read_back = opts.read_back.get(&it.source.to_string());
             crate::mongo::with_retries_progress(&what, cancel, progress, || {
-                verify_collection(src, dst, it, max_examples, observer, cancel, &partial)
+                verify_collection(
+                    src,
+                    dst,
+                    it,
+                    (max_examples, read_back),
+                    observer,
+                    cancel,
+                    &partial,
+                )
             })
             .await
         })
@@ -170,6 +187,41 @@ pub async fn run(
     report.ok = report.collections.iter().all(|c| c.ok) && report.extra_collections.is_empty();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The verdict from the documents the last sync patched, read back, and the target's count
+/// against the ledger's (the rest was audited against the ledger before the freeze).
+async fn read_back_only(
+    dst: &Mongo,
+    it: &Item,
+    (dir, patched, ledger_count): &ReadBackFrom,
+    max_examples: usize,
+    v: &mut CollectionVerdict,
+) -> Result<()> {
+    let rb = crate::mongo::ledger_sync::read_back(dst, it, dir, *patched).await?;
+    let count = crate::mongo::jobs::count(dst, &it.target).await?;
+    v.target_digest.count = rb.checked;
+    v.different = rb.wrong.len() as u64;
+    v.examples = rb
+        .wrong
+        .iter()
+        .take(max_examples)
+        .map(|id| Example {
+            kind: crate::mongo::stream::DiffKind::Different,
+            id: id.clone(),
+        })
+        .collect();
+    if count != *ledger_count {
+        v.option_differences.push(format!(
+            "{} holds {count} documents, the ledger of what it acknowledged {ledger_count}",
+            it.target
+        ));
+    }
+    v.ok = rb.wrong.is_empty()
+        && count == *ledger_count
+        && v.index_differences.is_empty()
+        && v.option_differences.is_empty();
+    Ok(())
 }
 
 /// Reads the whole source collection for its digest (the target has nothing to compare).
@@ -207,7 +259,7 @@ async fn verify_collection(
     src: &Mongo,
     dst: &Mongo,
     it: &Item,
-    max_examples: usize,
+    (max_examples, read_back): (usize, Option<&ReadBackFrom>),
     observer: &dyn Observer,
     cancel: &Cancel,
     partial: &std::sync::Mutex<Partial>,
@@ -247,22 +299,30 @@ async fn verify_collection(
         &src.list_indexes(&it.source.db, &it.source.coll).await?,
         &dst.list_indexes(&it.target.db, &it.target.coll).await?,
     );
-
+    if let Some(from) = read_back {
+        read_back_only(dst, it, from, max_examples, &mut v).await?;
+        return Ok(v);
+    }
     let mut part = partial
         .lock()
         .map(|mut p| std::mem::take(&mut *p))
         .unwrap_or_default();
-    let outcome = compare_docs(
-        src,
-        dst,
-        it,
-        &mut part,
-        max_examples,
-        None::<&mut NoPatch>,
-        observer,
-        cancel,
-    )
-    .await;
+    let outcome = match open_merge(src, dst, it, &part).await {
+        Ok(mut merge) => {
+            let none = None::<&mut NoPatch>;
+            compare_docs(
+                &mut merge,
+                it,
+                &mut part,
+                max_examples,
+                none,
+                observer,
+                cancel,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     let merged = match outcome {
         Ok(m) => m,
         Err(e) => {

@@ -14,6 +14,7 @@ mod errors;
 mod failover;
 mod fence;
 mod fidelity;
+mod ledger;
 mod migrate;
 #[path = "../support/mongod.rs"]
 mod mongod;

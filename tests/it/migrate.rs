@@ -423,7 +423,7 @@ async fn two_pass_migrate_catches_writes_made_during_the_copy() {
     assert_migrated(&s).await;
 }
 
-async fn wait_for(
+pub(crate) async fn wait_for(
     s: &Setup,
     what: &str,
     cond: impl Fn(&serde_json::Value) -> bool,

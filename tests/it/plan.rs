@@ -134,7 +134,13 @@ async fn plan_on_the_fixture_finds_container_efs_groups_mapping_and_steps() {
         .map(|s| s["id"].as_str().unwrap())
         .collect();
     assert_eq!(steps, crate::migrate_steps());
-    let actions: Vec<&str> = p["steps"][8]["actions"]
+    let cleanup = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "cleanup")
+        .unwrap();
+    let actions: Vec<&str> = cleanup["actions"]
         .as_array()
         .unwrap()
         .iter()
@@ -150,7 +156,7 @@ async fn plan_on_the_fixture_finds_container_efs_groups_mapping_and_steps() {
             "delete-security-group"
         ]
     );
-    assert_eq!(p["steps"][8]["destructive"], true);
+    assert_eq!(cleanup["destructive"], true);
     let diff = p["task_definition_diff"].as_str().unwrap();
     assert!(diff.contains("-      \"name\": \"mongodb\""), "{diff}");
     assert!(diff.contains("\"fileSystemId\""), "{diff}");

@@ -30,6 +30,17 @@ pub fn report_text(r: &MigrationReport) -> String {
             c.seconds
         );
     }
+    if let Some(c) = &r.catch_up {
+        let patched: Vec<String> = c.rounds.iter().map(|r| r.patched.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "  caught up             Atlas matched the ledger ({} documents read back); {} round(s) with writes live patched {} in {:.1}s",
+            c.audited,
+            c.rounds.len(),
+            patched.join(", "),
+            c.seconds
+        );
+    }
     if let Some(c) = &r.sync {
         let _ = writeln!(
             o,
