@@ -224,6 +224,27 @@ async fn read_back_only(
     Ok(())
 }
 
+impl CollectionVerdict {
+    /// A verdict on `it` with nothing found yet.
+    fn new(it: &Item) -> CollectionVerdict {
+        CollectionVerdict {
+            source: it.source.to_string(),
+            target: it.target.to_string(),
+            kind: it.meta.kind.clone(),
+            ok: false,
+            source_digest: Digest::default(),
+            target_digest: Digest::default(),
+            missing: 0,
+            extra: 0,
+            different: 0,
+            examples: vec![],
+            pinpoint_unavailable: None,
+            index_differences: vec![],
+            option_differences: vec![],
+        }
+    }
+}
+
 /// Reads the whole source collection for its digest (the target has nothing to compare).
 async fn scan_source(src: &Mongo, it: &Item) -> Result<Digest> {
     let scoll = src
@@ -264,22 +285,7 @@ async fn verify_collection(
     cancel: &Cancel,
     partial: &std::sync::Mutex<Partial>,
 ) -> Result<CollectionVerdict> {
-    let k = it.source.to_string();
-    let mut v = CollectionVerdict {
-        source: k.clone(),
-        target: it.target.to_string(),
-        kind: it.meta.kind.clone(),
-        ok: false,
-        source_digest: Digest::default(),
-        target_digest: Digest::default(),
-        missing: 0,
-        extra: 0,
-        different: 0,
-        examples: vec![],
-        pinpoint_unavailable: None,
-        index_differences: vec![],
-        option_differences: vec![],
-    };
+    let mut v = CollectionVerdict::new(it);
     let Some(target_meta) = target_meta(dst, &it.target).await? else {
         v.option_differences
             .push(format!("{} does not exist on the target", it.target));

@@ -172,3 +172,33 @@ async fn the_frozen_sync_and_verify_read_back_only_what_they_patched() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_migrated(&s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_the_ledger_is_written_then_resume_keeps_using_it() {
+    let s = setup(40_000).await;
+    s.slow_link();
+    let mut child = spawn(&s, None);
+    let part_way = |j: &serde_json::Value| {
+        let c = &j["copy"]["collections"]["goals.history"];
+        c["docs"].as_u64().unwrap_or(0) > 5_000 && c["data_done"] == false
+    };
+    wait_for(&s, "the copy to be part-way", part_way, &mut child).await;
+    child.kill().unwrap();
+    tokio::task::block_in_place(|| child.wait()).unwrap();
+    s.link.set(Default::default());
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !r.stderr.contains("damaged") && !r.stderr.contains("both sides"),
+        "the ledger cut back to the journal's mark is used, not given up: {}",
+        r.stderr
+    );
+    let audited = s.journal_json()["migrate"]["results"]["catch_up"]["audited"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        audited >= 40_000,
+        "Atlas was checked against the whole ledger: {audited}"
+    );
+    assert_migrated(&s).await;
+}
