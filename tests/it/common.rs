@@ -105,9 +105,12 @@ pub fn clean(program: &str) -> Command {
     c
 }
 
-/// The binary under test with a clean environment and no input.
+/// The binary under test with a clean environment and no input (`EFS2ATLAS_BIN` picks
+/// another build, e.g. the release binary for the benchmarks).
 pub fn bin() -> Command {
-    let mut c = clean(env!("CARGO_BIN_EXE_efs2atlas"));
+    let exe = std::env::var("EFS2ATLAS_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_efs2atlas").to_string());
+    let mut c = clean(&exe);
     c.stdin(Stdio::null());
     c
 }

@@ -23,9 +23,12 @@ mod props;
 #[path = "../support/proxy.rs"]
 mod proxy;
 mod shape;
+#[path = "../support/shaper.rs"]
+mod shaper;
 mod sync;
 #[path = "../support/tcpfault.rs"]
 mod tcpfault;
+mod wan;
 
 /// The migrate steps, in order (as the journal names them): the engine's one list.
 pub fn migrate_steps() -> &'static [&'static str] {
