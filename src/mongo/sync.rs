@@ -313,8 +313,11 @@ async fn sync_indexes(
             .map(|i| (i.name.clone(), i))
             .collect()
     };
-    let s = by_name(src.list_indexes(&it.source.db, &it.source.coll).await?);
-    let t = by_name(dst.list_indexes(&it.target.db, &it.target.coll).await?);
+    let (s, t) = tokio::join!(
+        src.list_indexes(&it.source.db, &it.source.coll),
+        dst.list_indexes(&it.target.db, &it.target.coll)
+    );
+    let (s, t) = (by_name(s?), by_name(t?));
     let tdb = dst.client.database(&it.target.db);
     let mut changed = Vec::new();
     if stale_only {

@@ -198,8 +198,11 @@ async fn read_back_only(
     max_examples: usize,
     v: &mut CollectionVerdict,
 ) -> Result<()> {
-    let rb = crate::mongo::ledger_sync::read_back(dst, it, dir, *patched).await?;
-    let count = crate::mongo::jobs::count(dst, &it.target).await?;
+    let (rb, count) = tokio::join!(
+        crate::mongo::ledger_sync::read_back(dst, it, dir, *patched),
+        crate::mongo::jobs::count(dst, &it.target)
+    );
+    let (rb, count) = (rb?, count?);
     v.target_digest.count = rb.checked;
     v.different = rb.wrong.len() as u64;
     v.examples = rb
@@ -286,7 +289,13 @@ async fn verify_collection(
     partial: &std::sync::Mutex<Partial>,
 ) -> Result<CollectionVerdict> {
     let mut v = CollectionVerdict::new(it);
-    let Some(target_meta) = target_meta(dst, &it.target).await? else {
+    // The metadata round trips overlap: against a remote target each one costs a round trip.
+    let (meta, src_ix, dst_ix) = tokio::join!(
+        target_meta(dst, &it.target),
+        src.list_indexes(&it.source.db, &it.source.coll),
+        dst.list_indexes(&it.target.db, &it.target.coll)
+    );
+    let Some(target_meta) = meta? else {
         v.option_differences
             .push(format!("{} does not exist on the target", it.target));
         if !it.meta.is_view() {
@@ -301,10 +310,7 @@ async fn verify_collection(
         v.ok = v.option_differences.is_empty();
         return Ok(v);
     }
-    v.index_differences = compare_indexes(
-        &src.list_indexes(&it.source.db, &it.source.coll).await?,
-        &dst.list_indexes(&it.target.db, &it.target.coll).await?,
-    );
+    v.index_differences = compare_indexes(&src_ix?, &dst_ix?);
     if let Some(from) = read_back {
         read_back_only(dst, it, from, max_examples, &mut v).await?;
         return Ok(v);

@@ -49,8 +49,11 @@ impl Step for Sync {
             .bars("sync", items.iter().map(|i| i.estimated_docs).sum());
         // What efs2atlas created on the target may be dropped when the source dropped it.
         let owned = ctx.journal.read(|j| j.created_targets())?;
+        // Collections in parallel: under the freeze the round trips to a remote Atlas (its
+        // metadata, the patches) overlap instead of adding up.
         let opts = SyncOptions {
             owned,
+            parallel: 4,
             ..SyncOptions::default()
         };
         let r = sync::run(
