@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 
 /// The link's shape.
 #[derive(Clone, Copy, Debug)]
@@ -36,41 +36,19 @@ impl Drop for Shaper {
 impl Shaper {
     /// A shaped link to `127.0.0.1:upstream`, on its own thread.
     pub fn start(upstream: u16, link: Link) -> Shaper {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap().port()).unwrap();
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => return,
-                        accepted = listener.accept() => {
-                            let Ok((client, _)) = accepted else { return };
-                            tokio::spawn(async move {
-                                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                                    return;
-                                };
-                                let _ = client.set_nodelay(true);
-                                let _ = server.set_nodelay(true);
-                                let (cr, cw) = client.into_split();
-                                let (sr, sw) = server.into_split();
-                                tokio::spawn(direction(cr, sw, link));
-                                tokio::spawn(direction(sr, cw, link));
-                            });
-                        }
-                    }
-                }
-            });
-            rt.shutdown_background();
+        let (port, stop) = crate::tcpfault::listen(move |client| async move {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(direction(cr, sw, link));
+            tokio::spawn(direction(sr, cw, link));
         });
         Shaper {
-            port: rx.recv().unwrap(),
+            port,
             stop: Some(stop),
         }
     }

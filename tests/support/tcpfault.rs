@@ -46,33 +46,12 @@ impl TcpFault {
         let faults: Arc<Mutex<Faults>> = Arc::default();
         let cuts: Arc<Mutex<usize>> = Arc::default();
         let (f, c) = (faults.clone(), cuts.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap().port()).unwrap();
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => return,
-                        accepted = listener.accept() => {
-                            let Ok((client, _)) = accepted else { return };
-                            let (f, c) = (f.clone(), c.clone());
-                            tokio::spawn(async move {
-                                let _ = relay(client, upstream, f, c).await;
-                            });
-                        }
-                    }
-                }
-            });
-            rt.shutdown_background();
+        let (port, stop) = listen(move |client| {
+            let (f, c) = (f.clone(), c.clone());
+            async move {
+                let _ = relay(client, upstream, f, c).await;
+            }
         });
-        let port = rx.recv().unwrap();
         TcpFault {
             port,
             faults,
@@ -90,6 +69,39 @@ impl TcpFault {
     pub fn cuts(&self) -> usize {
         *self.cuts.lock().unwrap()
     }
+}
+
+/// Accepts connections on a free loopback port, on a runtime thread of its own (so tests may
+/// block), handing each to `serve`; stops when the returned sender is dropped or fires.
+pub fn listen<F, Fut>(serve: F) -> (u16, tokio::sync::oneshot::Sender<()>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    accepted = listener.accept() => {
+                        let Ok((client, _)) = accepted else { return };
+                        tokio::spawn(serve(client));
+                    }
+                }
+            }
+        });
+        rt.shutdown_background();
+    });
+    (rx.recv().unwrap(), stop)
 }
 
 async fn relay(
