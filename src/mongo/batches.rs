@@ -2,11 +2,13 @@
 //! (a bounded channel holds at most a few), and each batch inserted unordered on the target.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mongodb::bson::{Bson, RawBson, RawDocumentBuf, doc};
 use mongodb::error::ErrorKind;
 use mongodb::{Collection, Cursor};
-use tokio::sync::mpsc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::error::{Error, Result};
 use crate::mongo::Mongo;
@@ -26,26 +28,89 @@ pub struct Batch {
     pub last_id: RawBson,
     /// False once the source has returned an `_id` out of MongoDB order.
     pub order_ok: bool,
+    /// Its share of the copy's memory budget, given back when the batch is done with.
+    pub permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Reads the cursor into byte-bounded batches and sends them down a bounded channel, so at
-/// most a few batches are ever held in memory.
+/// How one collection's cursor is read.
+pub struct Reading {
+    /// A batch is sent once it holds this many bytes...
+    pub batch_bytes: usize,
+    /// ...or this many documents.
+    pub batch_docs: usize,
+    /// The source (for error messages).
+    pub src: Mongo,
+    /// The namespace read.
+    pub ns: String,
+    /// The bytes (in KiB) every collection's batches may hold at once, read but not yet
+    /// acknowledged: memory stays bounded however large the documents and however many
+    /// collections are in flight.
+    pub budget: Arc<Semaphore>,
+    /// The budget's size in KiB (a document larger than it takes all of it).
+    pub budget_kib: usize,
+}
+
+/// A batch being filled.
+#[derive(Default)]
+struct Filling {
+    docs: Vec<RawDocumentBuf>,
+    bytes: usize,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Filling {
+    fn take(&mut self, last_id: RawBson, order_ok: bool) -> Batch {
+        let f = std::mem::take(self);
+        Batch {
+            docs: f.docs,
+            bytes: f.bytes as u64,
+            last_id,
+            order_ok,
+            permit: f.permit,
+        }
+    }
+}
+
+/// The share of the budget a document of `len` bytes takes (never more than all of it).
+fn units(len: usize, total: usize) -> u32 {
+    (len / 1024 + 1).min(total.max(1)).min(u32::MAX as usize) as u32
+}
+
+/// Reads the cursor into byte-bounded batches and sends them down a bounded channel; every
+/// document first takes its share of the shared budget, so at most the budget's bytes are
+/// ever held across all collections (a batch being filled is sent rather than waited on).
 pub async fn read_batches(
     mut cursor: Cursor<RawDocumentBuf>,
     tx: mpsc::Sender<Result<Batch>>,
-    batch_bytes: usize,
-    batch_docs: usize,
-    src: Mongo,
-    ns: String,
+    r: Reading,
 ) {
-    let mut docs = Vec::new();
-    let mut bytes = 0usize;
+    let mut filling = Filling::default();
     let mut prev: Option<RawBson> = None;
     let mut order_ok = true;
     loop {
         match cursor.advance().await {
             Ok(true) => {
                 let raw = cursor.current();
+                let n = units(raw.as_bytes().len(), r.budget_kib);
+                let permit = match r.budget.clone().try_acquire_many_owned(n) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        if !filling.docs.is_empty() {
+                            let last = prev.clone().unwrap_or(RawBson::Null);
+                            if tx.send(Ok(filling.take(last, order_ok))).await.is_err() {
+                                return;
+                            }
+                        }
+                        match r.budget.clone().acquire_many_owned(n).await {
+                            Ok(p) => p,
+                            Err(_) => return,
+                        }
+                    }
+                };
+                match &mut filling.permit {
+                    Some(p) => p.merge(permit),
+                    None => filling.permit = Some(permit),
+                }
                 let id = id_of(raw);
                 if let Some(p) = &prev
                     && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
@@ -54,39 +119,27 @@ pub async fn read_batches(
                     order_ok = false;
                 }
                 prev = Some(id);
-                bytes += raw.as_bytes().len();
-                docs.push(raw.to_raw_document_buf());
-                if bytes >= batch_bytes || docs.len() >= batch_docs {
-                    let last_id = prev.clone().unwrap_or(RawBson::Null);
-                    let b = Batch {
-                        docs: std::mem::take(&mut docs),
-                        bytes: bytes as u64,
-                        last_id,
-                        order_ok,
-                    };
-                    bytes = 0;
-                    if tx.send(Ok(b)).await.is_err() {
+                filling.bytes += raw.as_bytes().len();
+                filling.docs.push(raw.to_raw_document_buf());
+                if filling.bytes >= r.batch_bytes || filling.docs.len() >= r.batch_docs {
+                    let last = prev.clone().unwrap_or(RawBson::Null);
+                    if tx.send(Ok(filling.take(last, order_ok))).await.is_err() {
                         return;
                     }
                 }
             }
             Ok(false) => break,
             Err(e) => {
-                let _ = tx.send(Err(src.err(format!("reading {ns}"), e))).await;
+                let _ = tx
+                    .send(Err(r.src.err(format!("reading {}", r.ns), e)))
+                    .await;
                 return;
             }
         }
     }
-    if !docs.is_empty() {
-        let last_id = prev.unwrap_or(RawBson::Null);
-        let _ = tx
-            .send(Ok(Batch {
-                docs,
-                bytes: bytes as u64,
-                last_id,
-                order_ok,
-            }))
-            .await;
+    if !filling.docs.is_empty() {
+        let last = prev.unwrap_or(RawBson::Null);
+        let _ = tx.send(Ok(filling.take(last, order_ok))).await;
     }
 }
 

@@ -3,18 +3,21 @@
 //! indexes built after the data, views last. Every acknowledged batch is journaled, so a
 //! re-run continues where the last one stopped.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, FuturesOrdered, StreamExt};
 use mongodb::bson::{Bson, Document, RawBson, RawDocumentBuf, doc};
 use mongodb::{Collection, Cursor};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::mongo::Mongo;
-use crate::mongo::batches::{Acked, Batch, acknowledged, insert_batch, open_ledger, read_batches};
+use crate::mongo::batches::{
+    Acked, Batch, Reading, acknowledged, insert_batch, open_ledger, read_batches,
+};
 use crate::mongo::indexes::build_indexes;
 use crate::mongo::jobs::{Item, exists, key};
 use crate::mongo::ledger::LedgerWriter;
@@ -41,6 +44,8 @@ pub struct CopyOptions {
     /// The source still takes writes (two-pass): a re-sent document that changed meanwhile
     /// is left for `sync` to patch instead of stopping the copy.
     pub live: bool,
+    /// Bytes of documents read but not yet acknowledged, across every collection in flight.
+    pub memory_budget: usize,
 }
 
 impl Default for CopyOptions {
@@ -53,6 +58,7 @@ impl Default for CopyOptions {
             batch_docs: 10_000,
             live: false,
             writers: 2,
+            memory_budget: 48 * 1024 * 1024,
         }
     }
 }
@@ -176,6 +182,7 @@ pub async fn run(
         journal,
         observer,
         cancel,
+        budget: Arc::new(Semaphore::new((opts.memory_budget / 1024).max(1))),
     };
     let ctx = &ctx;
     let results: Vec<Result<CollectionReport>> = stream::iter(colls)
@@ -281,6 +288,8 @@ struct Ctx<'a> {
     journal: &'a dyn ProgressStore,
     observer: &'a dyn Observer,
     cancel: &'a Cancel,
+    /// The memory budget every collection's batches share (KiB).
+    budget: Arc<Semaphore>,
 }
 
 async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
@@ -481,14 +490,15 @@ async fn copy_data(
     let batch_size = (2000 / shrink as u32).max(50);
     let cursor = open_source(ctx.src, it, progress, batch_size).await?;
     let (tx, rx) = mpsc::channel::<Result<Batch>>(2);
-    let reader = tokio::spawn(read_batches(
-        cursor,
-        tx,
-        (opts.batch_bytes / shrink).max(64 * 1024),
-        (opts.batch_docs / shrink).max(100),
-        ctx.src.clone(),
-        it.source.to_string(),
-    ));
+    let reading = Reading {
+        batch_bytes: (opts.batch_bytes / shrink).max(64 * 1024),
+        batch_docs: (opts.batch_docs / shrink).max(100),
+        src: ctx.src.clone(),
+        ns: it.source.to_string(),
+        budget: ctx.budget.clone(),
+        budget_kib: (opts.memory_budget / 1024).max(1),
+    };
+    let reader = tokio::spawn(read_batches(cursor, tx, reading));
     let mut ledger = open_ledger(ctx.journal, it, progress);
     let (copied, reading, result) = pump(ctx, it, progress, rx, &mut ledger).await;
     reader.abort();
@@ -552,6 +562,8 @@ async fn pump(
                     let (tcoll, dst) = (tcoll.clone(), ctx.dst.clone());
                     let (target, live) = (it.target.to_string(), ctx.opts.live);
                     in_flight.push_back(async move {
+                        // The batch's share of the budget is given back once it is acknowledged.
+                        let _permit = b.permit;
                         let docs = b.docs.len() as u64;
                         let entries = insert_batch(&dst, &tcoll, &target, b.docs, live).await?;
                         let (bytes, last_id, order_ok) = (b.bytes, b.last_id, b.order_ok);
