@@ -144,19 +144,11 @@ impl Error {
 
     /// A local I/O failure while `context`.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        let message = format!("{}: {source}", context.into());
         Error {
             source: Some(source),
-            ..Self::new(Kind::Io, context)
+            ..Self::new(Kind::Io, message)
         }
-        .with_detail()
-    }
-
-    /// Puts the I/O error's own text after the context.
-    fn with_detail(mut self) -> Self {
-        if let Some(s) = &self.source {
-            self.message = format!("{}: {s}", self.message);
-        }
-        self
     }
 
     /// The process exit code for this error.

@@ -8,8 +8,7 @@ use crate::cli::{Cli, Command, DataArgs, GlobalArgs, TargetArgs};
 use crate::commands::data::DataOptions;
 use crate::commands::resume::ResumeUris;
 use crate::commands::{self, Done};
-use crate::engine::options::{RunOptions, Settings, TargetOptions, parse_image};
-use crate::envmap::EnvOverride;
+use crate::engine::options::{RunOptions, Settings, TargetOptions};
 use crate::error::Result;
 use crate::mongo::ns::{Pattern, Selection, validate_db_name};
 use crate::secret::Secret;
@@ -35,7 +34,6 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let run = RunOptions {
                 dry_run: a.dry_run,
                 journal: a.journal.clone(),
-                json: a.json,
                 target: uri("--target-uri", a.target_uri.as_ref())?,
             };
             let term = Terminal::new(g, a.yes, a.json);
@@ -110,13 +108,6 @@ fn uri(flag: &str, s: Option<&Secret>) -> Result<Option<MongoUri>> {
 /// The plan's inputs from the flags; `settings` carries the flags only `migrate` has.
 fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
     let atlas = MongoUri::parse("--atlas-uri", t.atlas_uri.expose())?;
-    // Parsed now so a bad flag fails before anything is read.
-    for e in &t.env {
-        EnvOverride::parse(e)?;
-    }
-    for i in &t.image {
-        parse_image(i)?;
-    }
     let settings = Settings {
         mongo_container: t.mongo_container.clone(),
         env: t.env.clone(),

@@ -155,16 +155,21 @@ fn new_journal(
         ..Default::default()
     });
     journal.save(path)?;
+    Ok(shared(path, journal, t.settings.strategy))
+}
+
+/// The journal of a running migration; only two-pass keeps ledgers (it audits Atlas against
+/// them before the freeze, which freeze-first never does).
+pub(crate) fn shared(path: &Path, journal: Journal, strategy: Strategy) -> SharedJournal {
     let shared = SharedJournal::new(
         path.to_path_buf(),
         journal,
         crate::mongo::copy::JOURNAL_INTERVAL,
     );
-    // Only two-pass reads the ledger: it audits Atlas against it before the freeze.
-    Ok(match t.settings.strategy {
+    match strategy {
         Strategy::TwoPass => shared.with_ledger(),
         Strategy::FreezeFirst => shared,
-    })
+    }
 }
 
 /// Runs the steps and hands the report back.

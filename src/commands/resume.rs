@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use crate::aws::{Aws, AwsOptions};
-use crate::commands::migrate::{fingerprint, finish, status};
+use crate::commands::migrate::{fingerprint, finish, shared, status};
 use crate::commands::{Done, discover_and_plan};
 use crate::engine::context::Ctx;
-use crate::engine::journal::{Journal, SharedJournal};
+use crate::engine::journal::Journal;
 use crate::engine::lock::JournalLock;
 use crate::engine::operator::Operator;
-use crate::engine::options::{Strategy, TargetOptions};
+use crate::engine::options::TargetOptions;
 use crate::engine::runner::catch_up_after_unlock;
 use crate::engine::state::MigrateState;
 use crate::error::{Error, Result};
@@ -73,15 +73,7 @@ pub async fn resume(
         "resuming the migration of {} at step {next}",
         st.service
     ));
-    let journal = SharedJournal::new(
-        path.to_path_buf(),
-        journal,
-        crate::mongo::copy::JOURNAL_INTERVAL,
-    );
-    let journal = match st.settings.strategy {
-        Strategy::TwoPass => journal.with_ledger(),
-        Strategy::FreezeFirst => journal,
-    };
+    let journal = shared(path, journal, st.settings.strategy);
     let settings = st.settings.clone();
     let ctx = Ctx::new(aws, world, plan, (source, target), op, journal, settings);
     finish(ctx).await

@@ -227,12 +227,10 @@ pub fn parse_image(i: &str) -> Result<(String, String)> {
 /// The flags of `migrate` that `plan` does not have.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// `--yes` (the operator answers every question; recorded for the journal only).
+    /// `--dry-run`.
     pub dry_run: bool,
     /// `--journal`.
     pub journal: std::path::PathBuf,
-    /// `--json`.
-    pub json: bool,
     /// `--target-uri` (default: the Atlas URI).
     pub target: Option<MongoUri>,
 }

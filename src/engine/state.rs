@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cleanup::{CleanupReport, CleanupTarget};
 use crate::deploy::DeployReport;
-use crate::engine::options::{FreezeMode, Settings, Strategy};
+use crate::engine::options::{FreezeMode, Settings};
 use crate::engine::step::{StepId, StepStatus};
 
 /// Now as Unix seconds.
@@ -244,10 +244,5 @@ impl MigrateState {
         {
             f.ended_unix = Some(unix_now());
         }
-    }
-
-    /// The strategy the migration runs.
-    pub fn strategy(&self) -> Strategy {
-        self.settings.strategy
     }
 }

@@ -172,7 +172,8 @@ fn private(path: &Path) -> std::io::Result<File> {
 /// of the file must come exactly at the mark, with the same chain.
 pub struct LedgerReader {
     path: PathBuf,
-    file: BufReader<File>,
+    /// `None` for an empty ledger, which has no file.
+    file: Option<BufReader<File>>,
     expected: LedgerMark,
     seen: LedgerMark,
 }
@@ -186,7 +187,7 @@ impl LedgerReader {
                 // Nothing was ever appended: an empty ledger needs no file.
                 return Ok(LedgerReader {
                     path: path.to_path_buf(),
-                    file: BufReader::new(tempfile_empty().map_err(|e| io(path, "opening", e))?),
+                    file: None,
                     expected: mark,
                     seen: LedgerMark::empty(mark.generation),
                 });
@@ -202,7 +203,7 @@ impl LedgerReader {
         }
         Ok(LedgerReader {
             path: path.to_path_buf(),
-            file: BufReader::with_capacity(256 * 1024, file),
+            file: Some(BufReader::with_capacity(256 * 1024, file)),
             expected: mark,
             seen: LedgerMark::empty(mark.generation),
         })
@@ -245,8 +246,10 @@ impl LedgerReader {
     }
 
     fn read(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.file
-            .read_exact(buf)
+        let Some(file) = &mut self.file else {
+            return Err(damaged(&self.path, "it is missing"));
+        };
+        file.read_exact(buf)
             .map_err(|e| damaged(&self.path, format!("it ends early: {e}")))
     }
 
@@ -261,11 +264,6 @@ impl crate::mongo::stream::Sorted for LedgerReader {
     async fn next_item(&mut self) -> Result<Option<Item>> {
         self.read_next()
     }
-}
-
-/// An empty file to read from (an empty ledger has no file of its own).
-fn tempfile_empty() -> std::io::Result<File> {
-    File::open("/dev/null")
 }
 
 #[cfg(test)]

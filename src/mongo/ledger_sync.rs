@@ -199,8 +199,8 @@ async fn check_batch(
 /// What the audit of one collection found.
 #[derive(Clone, Debug, Default)]
 pub struct Audit {
-    /// Target documents plus ledger records read.
-    pub compared: u64,
+    /// Target documents read back.
+    pub read: u64,
     /// Documents the target holds that it never acknowledged, or holds changed, or lost.
     pub differences: u64,
     /// A few of their `_id`s.
@@ -233,7 +233,7 @@ pub async fn audit(
     let none = None::<&mut crate::mongo::compare::NoPatch>;
     let merged = compare_docs(&mut merge, it, &mut part, 5, none, observer, cancel).await?;
     Ok(Audit {
-        compared: merged.source_digest.count + merged.target_digest.count,
+        read: merged.source_digest.count,
         differences: part.missing + part.extra + part.different,
         examples: part.examples.iter().map(|e| e.id.clone()).collect(),
     })

@@ -126,14 +126,7 @@ pub async fn run(
 }
 
 /// Where the ledger of `it` is, when this run keeps one and it can be used.
-fn ledger_of<'a>(
-    store: &'a dyn ProgressStore,
-    it: &Item,
-) -> Option<(
-    &'a dyn ProgressStore,
-    std::path::PathBuf,
-    crate::mongo::ledger::LedgerMark,
-)> {
+fn ledger_of<'a>(store: &'a dyn ProgressStore, it: &Item) -> Option<LedgerAt<'a>> {
     let dir = store.ledger_dir()?;
     let p = store.copied(&it.source.to_string()).ok().flatten()?;
     let mark = p.ledger.filter(|_| !p.ledger_off)?;

@@ -128,7 +128,7 @@ async fn audit(ctx: &mut Ctx<'_>, items: &[Item]) -> Result<u64> {
                 a.examples.join(", ")
             )));
         }
-        read += a.compared / 2;
+        read += a.read;
     }
     bars.done();
     Ok(read)
