@@ -64,12 +64,15 @@ where
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free ports: every listener is held until all are picked, so the kernel
+/// cannot hand the same port out twice (a replica set whose members share a port is refused).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// Source (standalone) or target (replica set, TLS).
@@ -158,12 +161,14 @@ impl Mongod {
 
     fn new(kind: Kind, n: usize) -> Mongod {
         let dir = tempfile::tempdir().unwrap();
-        let members = (0..n)
-            .map(|i| {
+        let members = free_ports(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, port)| {
                 let dbpath = dir.path().join(format!("m{i}"));
                 std::fs::create_dir_all(&dbpath).unwrap();
                 Member {
-                    port: free_port(),
+                    port,
                     dbpath,
                     child: None,
                 }
