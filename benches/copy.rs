@@ -1,17 +1,25 @@
-//! Copy and verify throughput against the local servers, next to the raw read speed of the
-//! source and the raw write speed of the target on the same run.
+//! Copy and verify throughput and memory against the local servers, next to the raw read speed
+//! of both sides and the raw write speed of the target on the same run, and next to the
+//! field's standard tools (`mongodump | mongorestore`) on the same data.
 //!
-//! Run through `scripts/bench` (it starts the servers and builds the release binary).
-//! Env: EFS2ATLAS_TEST_SOURCE_URI, EFS2ATLAS_TEST_TARGET_URI, EFS2ATLAS_BIN,
-//! BENCH_MIXED (default 200000 docs), BENCH_SMALL (default 1000000 docs).
+//! Run through `scripts/bench` (it starts the servers, builds the release binary and the peers).
+//! Env: EFS2ATLAS_TEST_SOURCE_URI, EFS2ATLAS_TEST_TARGET_URI, EFS2ATLAS_BIN, MONGO_TOOLS,
+//! BENCH_PEER (default 700000 docs, ~640 MB with 200 KiB binaries), BENCH_SMALL (default
+//! 1000000 docs), BENCH_BIG (default 1: four collections of 25 documents up to 16 MiB, ~340 MB;
+//! 0: off), BENCH_ONLY (a comma-separated list of sets).
+
+#[path = "copy/peers.rs"]
+mod peers;
+#[path = "copy/two_pass.rs"]
+mod two_pass;
 
 use std::process::Command;
 use std::time::Instant;
 
-use mongodb::bson::{Document, RawDocumentBuf, doc, oid::ObjectId};
-use mongodb::{Client, Collection};
-
-const BATCH: usize = 10_000;
+use futures_util::StreamExt;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, DateTime, Document, RawDocumentBuf, doc, oid::ObjectId};
+use mongodb::{Client, Collection, IndexModel};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -20,37 +28,73 @@ fn env_num(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Deterministic documents: `mixed` spans ~100 B to ~20 KiB, `small` are ~80 B.
-fn make_doc(kind: &str, i: usize) -> Document {
+/// Deterministic bytes that do not compress to nothing.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Deterministic documents of a set's kind.
+pub fn make_doc(kind: &str, i: usize) -> Document {
     match kind {
         "small" => {
             doc! {"_id": ObjectId::new(), "i": i as i32, "k": format!("k{}", i % 1000), "f": (i % 7) as f64 * 0.5}
         }
-        _ => {
-            let size = match i % 100 {
-                0 => 20_000,
-                1..=9 => 2_000,
-                _ => 100 + (i % 400),
+        "big" => {
+            // Per 5: one of 16 MiB (just under the limit), one of 1 MiB, three of 10 KiB.
+            let size = match i % 5 {
+                0 => 16 * 1024 * 1024 - 4096,
+                1 => 1024 * 1024,
+                _ => 10 * 1024,
             };
-            doc! {
+            doc! {"_id": i as i64, "data": Binary {subtype: BinarySubtype::Generic, bytes: noise(size, i as u64)}}
+        }
+        _ => {
+            // The set: ~350 B records and one 200 KiB file in 350 (~640 MB per 700k).
+            let mut d = doc! {
                 "_id": ObjectId::new(),
                 "i": i as i32,
                 "name": format!("customer {}", i % 5000),
+                "email": format!("user{}@example.com", i % 90_000),
                 "tags": ["a", "b", "c"],
-                "nested": {"x": (i % 13) as i32, "y": "z".repeat(i % 20)},
-                "blob": "x".repeat(size),
+                "address": {"city": format!("city {}", i % 300), "zip": format!("{:05}", i % 99_999)},
+                "score": (i % 1000) as f64 / 7.0,
+                "created": DateTime::from_millis(1_600_000_000_000 + i as i64 * 1000),
+                "note": "n".repeat(120 + i % 80),
+            };
+            if i.is_multiple_of(350) {
+                d.insert(
+                    "file",
+                    Binary {
+                        subtype: BinarySubtype::Generic,
+                        bytes: noise(200 * 1024, i as u64),
+                    },
+                );
             }
+            d
         }
     }
 }
 
-struct Set {
-    name: &'static str,
-    db: &'static str,
-    colls: Vec<(String, usize)>,
+/// A data set: collections of one kind of document in one database.
+pub struct Set {
+    /// `peer`, `small` or `big`.
+    pub name: &'static str,
+    /// Its database on both sides.
+    pub db: &'static str,
+    /// Collections and their sizes.
+    pub colls: Vec<(String, usize)>,
 }
 
 async fn generate(client: &Client, set: &Set) {
+    let per_batch = if set.name == "big" { 1 } else { 5_000 };
     for (coll, n) in &set.colls {
         let c: Collection<Document> = client.database(set.db).collection(coll);
         if c.estimated_document_count().await.unwrap_or(0) as usize == *n {
@@ -59,34 +103,32 @@ async fn generate(client: &Client, set: &Set) {
         c.drop().await.unwrap();
         let mut i = 0;
         while i < *n {
-            let end = (i + BATCH).min(*n);
-            c.insert_many((i..end).map(|j| {
-                make_doc(
-                    if set.name == "small" {
-                        "small"
-                    } else {
-                        "mixed"
-                    },
-                    j,
-                )
-            }))
-            .await
-            .unwrap();
+            let end = (i + per_batch).min(*n);
+            c.insert_many((i..end).map(|j| make_doc(set.name, j)))
+                .await
+                .unwrap();
             i = end;
+        }
+        if set.name == "peer" {
+            c.create_index(IndexModel::builder().keys(doc! {"email": 1}).build())
+                .await
+                .unwrap();
         }
     }
 }
 
-/// Streams every document of the set from the source without doing anything else.
+/// Streams every document of the set from one side in raw server batches, doing nothing else.
 async fn raw_scan(client: &Client, set: &Set) -> (u64, u64, f64) {
     let t = Instant::now();
     let (mut docs, mut bytes) = (0u64, 0u64);
     for (coll, _) in &set.colls {
         let c: Collection<RawDocumentBuf> = client.database(set.db).collection(coll);
-        let mut cur = c.find(doc! {}).batch_size(2000).await.unwrap();
-        while cur.advance().await.unwrap() {
-            docs += 1;
-            bytes += cur.current().as_bytes().len() as u64;
+        let mut cur = c.find(doc! {}).batch().await.unwrap();
+        while let Some(batch) = cur.next().await {
+            for d in batch.unwrap().doc_slices().unwrap() {
+                docs += 1;
+                bytes += d.unwrap().as_document().unwrap().as_bytes().len() as u64;
+            }
         }
     }
     (docs, bytes, t.elapsed().as_secs_f64())
@@ -96,24 +138,15 @@ async fn raw_scan(client: &Client, set: &Set) -> (u64, u64, f64) {
 async fn raw_insert(client: &Client, set: &Set) -> (u64, u64, f64) {
     let db = client.database("bench_raw_insert");
     db.drop().await.unwrap();
+    let per_batch = if set.name == "big" { 1 } else { 10_000 };
     let (mut docs, mut bytes, mut secs) = (0u64, 0u64, 0f64);
     for (coll, n) in &set.colls {
         let c: Collection<RawDocumentBuf> = db.collection(coll);
         let mut i = 0;
         while i < *n {
-            let end = (i + BATCH).min(*n);
+            let end = (i + per_batch).min(*n);
             let batch: Vec<RawDocumentBuf> = (i..end)
-                .map(|j| {
-                    RawDocumentBuf::from_document(&make_doc(
-                        if set.name == "small" {
-                            "small"
-                        } else {
-                            "mixed"
-                        },
-                        j,
-                    ))
-                    .unwrap()
-                })
+                .map(|j| RawDocumentBuf::from_document(&make_doc(set.name, j)).unwrap())
                 .collect();
             bytes += batch.iter().map(|d| d.as_bytes().len() as u64).sum::<u64>();
             docs += batch.len() as u64;
@@ -128,7 +161,7 @@ async fn raw_insert(client: &Client, set: &Set) -> (u64, u64, f64) {
 }
 
 /// Runs the tool under /usr/bin/time -v; returns (seconds, peak RSS in KiB, JSON output).
-fn timed(args: &[&str]) -> (f64, u64, serde_json::Value) {
+pub fn timed(args: &[&str]) -> (f64, u64, serde_json::Value) {
     let bin = std::env::var("EFS2ATLAS_BIN").unwrap_or_else(|_| "target/release/efs2atlas".into());
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
@@ -154,10 +187,128 @@ fn timed(args: &[&str]) -> (f64, u64, serde_json::Value) {
 
 fn rate(docs: u64, bytes: u64, secs: f64) -> String {
     format!(
-        "{:>9.0} docs/s {:>7.2} MB/s",
+        "{:>9.0} docs/s {:>7.1} MB/s",
         docs as f64 / secs,
         bytes as f64 / secs / 1e6
     )
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+/// `copy` then `verify` of the set with the tool; (copy seconds, copy RSS, verify seconds,
+/// verify RSS, docs, bytes).
+fn tool_runs(src_uri: &str, dst_uri: &str, set: &Set) -> (f64, u64, f64, u64, u64, u64) {
+    let journal = std::env::temp_dir().join(format!("efs2atlas-bench-{}.json", set.name));
+    let _ = std::fs::remove_file(&journal);
+    let ns = format!("{}.*", set.db);
+    let j = journal.display().to_string();
+    let common = ["--ns-include", &ns, "--json", "--no-progress"];
+    let mut copy = vec![
+        "copy",
+        "--source-uri",
+        src_uri,
+        "--target-uri",
+        dst_uri,
+        "--drop",
+        "--yes",
+        "--journal",
+        &j,
+    ];
+    copy.extend(common);
+    let (cs, crss, cjson) = timed(&copy);
+    let mut verify = vec!["verify", "--source-uri", src_uri, "--target-uri", dst_uri];
+    verify.extend(common);
+    let (vs, vrss, vjson) = timed(&verify);
+    assert_eq!(
+        vjson["verify"]["ok"], true,
+        "verify after copy must be clean"
+    );
+    let _ = std::fs::remove_file(&journal);
+    let cd = cjson["copy"]["docs"].as_u64().unwrap_or(0);
+    let cb = cjson["copy"]["bytes"].as_u64().unwrap_or(0);
+    (cs, crss, vs, vrss, cd, cb)
+}
+
+async fn measure(src: &Client, dst: &Client, uris: (&str, &str), set: &Set) {
+    let (src_uri, dst_uri) = uris;
+    let total: usize = set.colls.iter().map(|c| c.1).sum();
+    eprintln!("bench: preparing {} ({total} docs)", set.name);
+    generate(src, set).await;
+    let (sd, sb, ss) = raw_scan(src, set).await;
+    let (id, ib, is) = raw_insert(dst, set).await;
+    let peer_runs = match (set.name, peers::tools_dir()) {
+        ("peer", Some(tools)) => {
+            let work = std::env::temp_dir().join("efs2atlas-bench-peers");
+            std::fs::create_dir_all(&work).unwrap();
+            eprintln!("bench: mongodump / mongorestore on {}", set.name);
+            peers::measure(&tools, src_uri, dst_uri, set.db, &work)
+        }
+        _ => vec![],
+    };
+    let (cs, crss, vs, vrss, cd, cb) = tool_runs(src_uri, dst_uri, set);
+    let (td, tb, ts) = raw_scan(dst, set).await;
+    println!(
+        "\n{} dataset: {sd} docs, {:.1} MB",
+        set.name,
+        sb as f64 / 1e6
+    );
+    println!("  raw scan (source)    {}", rate(sd, sb, ss));
+    println!("  raw scan (target)    {}", rate(td, tb, ts));
+    println!("  raw insert (target)  {}", rate(id, ib, is));
+    for p in &peer_runs {
+        let rss: Vec<String> = p.rss_kib.iter().map(|k| mib(*k)).collect();
+        println!(
+            "  {:<38} {:>6.1}s {}  peak RSS {}",
+            p.name,
+            p.seconds,
+            rate(sd, sb, p.seconds),
+            rss.join(" + ")
+        );
+    }
+    println!(
+        "  efs2atlas copy       {:>6.1}s {}  peak RSS {}",
+        cs,
+        rate(cd, cb, cs),
+        mib(crss)
+    );
+    println!(
+        "  efs2atlas verify     {:>6.1}s {}  peak RSS {} (both sides read)",
+        vs,
+        rate(sd, sb, vs),
+        mib(vrss)
+    );
+    let (scan_rate, insert_rate) = (sd as f64 / ss, id as f64 / is);
+    println!(
+        "  copy / min(scan, insert)     = {:.2}",
+        (cd as f64 / cs) / scan_rate.min(insert_rate)
+    );
+    println!(
+        "  verify / slower raw scan     = {:.2} (goal >= 0.9)",
+        (sd as f64 / vs) / scan_rate.min(td as f64 / ts)
+    );
+    if let Some(best) = peer_runs
+        .iter()
+        .filter(|p| p.name.contains('|'))
+        .map(|p| p.seconds)
+        .reduce(f64::min)
+    {
+        println!(
+            "  speedup over the best peer pipe = {:.2} (goal >= 2.0)",
+            best / cs
+        );
+    }
+    if set.name == "big" {
+        println!(
+            "  peak RSS copy {}, verify {} (goal <= 128 MiB)",
+            mib(crss),
+            mib(vrss)
+        );
+    }
+    if set.name == "small" {
+        two_pass::two_pass(src, src_uri, dst_uri, set, cs).await;
+    }
 }
 
 #[tokio::main]
@@ -175,237 +326,43 @@ async fn main() {
     };
     let src = Client::with_uri_str(&src_uri).await.unwrap();
     let dst = Client::with_uri_str(&dst_uri).await.unwrap();
-    let mixed = env_num("BENCH_MIXED", 200_000);
+    let peer = env_num("BENCH_PEER", 700_000);
     let small = env_num("BENCH_SMALL", 1_000_000);
-    let per = mixed / 4;
+    let big = env_num("BENCH_BIG", 1) * 100;
     let sets = [
         Set {
-            name: "mixed",
-            db: "bench_mixed",
-            colls: (0..4).map(|i| (format!("c{i}"), per)).collect(),
+            name: "peer",
+            db: "bench_peer",
+            colls: (0..4).map(|i| (format!("c{i}"), peer / 4)).collect(),
         },
         Set {
             name: "small",
             db: "bench_small",
             colls: vec![("docs".into(), small)],
         },
+        Set {
+            name: "big",
+            db: "bench_big",
+            colls: (0..4).map(|i| (format!("c{i}"), big / 4)).collect(),
+        },
     ];
     println!(
-        "machine: {} cores; servers: mongod 6.0.5 (source standalone + auth, target replica set + auth + TLS, loopback)",
+        "machine: {} cores; servers: mongod 6.0.5 (source standalone + auth, target replica set + auth + TLS, loopback); peers: {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
-    );
-    for set in sets.iter().filter(|s| s.colls.iter().any(|c| c.1 > 0)) {
-        eprintln!(
-            "bench: preparing {} ({} docs)",
-            set.name,
-            set.colls.iter().map(|c| c.1).sum::<usize>()
-        );
-        generate(&src, set).await;
-        let (sd, sb, ss) = raw_scan(&src, set).await;
-        let (id, ib, is) = raw_insert(&dst, set).await;
-        let journal = std::env::temp_dir().join(format!("efs2atlas-bench-{}.json", set.name));
-        let _ = std::fs::remove_file(&journal);
-        let ns = format!("{}.*", set.db);
-        let j = journal.display().to_string();
-        let (cs, crss, cjson) = timed(&[
-            "copy",
-            "--source-uri",
-            &src_uri,
-            "--target-uri",
-            &dst_uri,
-            "--ns-include",
-            &ns,
-            "--drop",
-            "--yes",
-            "--journal",
-            &j,
-            "--json",
-            "--no-progress",
-        ]);
-        let cd = cjson["copy"]["docs"].as_u64().unwrap_or(0);
-        let cb = cjson["copy"]["bytes"].as_u64().unwrap_or(0);
-        let (vs, vrss, vjson) = timed(&[
-            "verify",
-            "--source-uri",
-            &src_uri,
-            "--target-uri",
-            &dst_uri,
-            "--ns-include",
-            &ns,
-            "--json",
-            "--no-progress",
-        ]);
-        assert_eq!(
-            vjson["verify"]["ok"], true,
-            "verify after copy must be clean"
-        );
-        let _ = std::fs::remove_file(&journal);
-        let scan_rate = sd as f64 / ss;
-        let insert_rate = id as f64 / is;
-        let copy_rate = cd as f64 / cs;
-        let verify_rate = sd as f64 / vs;
-        println!(
-            "\n{} dataset: {} docs, {:.1} MB",
-            set.name,
-            sd,
-            sb as f64 / 1e6
-        );
-        println!("  raw scan (source)    {}", rate(sd, sb, ss));
-        println!("  raw insert (target)  {}", rate(id, ib, is));
-        println!(
-            "  efs2atlas copy       {}  peak RSS {:.0} MiB",
-            rate(cd, cb, cs),
-            crss as f64 / 1024.0
-        );
-        println!(
-            "  efs2atlas verify     {}  peak RSS {:.0} MiB (both sides read)",
-            rate(sd, sb, vs),
-            vrss as f64 / 1024.0
-        );
-        println!(
-            "  copy / min(scan, insert) = {:.2}",
-            copy_rate / scan_rate.min(insert_rate)
-        );
-        println!(
-            "  verify / scan            = {:.2}",
-            verify_rate / scan_rate
-        );
-        if set.name == "small" {
-            two_pass(&src, &src_uri, &dst_uri, set, cs).await;
+            .unwrap_or(0),
+        if peers::tools_dir().is_some() {
+            "mongodump/mongorestore 100.8.0"
+        } else {
+            "none (MONGO_TOOLS unset)"
         }
+    );
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    for set in sets
+        .iter()
+        .filter(|s| s.colls.iter().any(|c| c.1 > 0))
+        .filter(|s| only.is_empty() || only.split(',').any(|o| o == s.name))
+    {
+        measure(&src, &dst, (&src_uri, &dst_uri), set).await;
     }
-}
-
-/// Two-pass on the same data: a bulk copy while a writer changes 1% of the documents
-/// (a third each updated, inserted, deleted), then `sync`; the ratio sync / full copy is
-/// the write-freeze window's share of what a freeze-first copy would take.
-async fn two_pass(src: &Client, src_uri: &str, dst_uri: &str, set: &Set, full_copy_secs: f64) {
-    let (coll, n) = &set.colls[0];
-    let c: Collection<Document> = src.database(set.db).collection(coll);
-    let changes = n / 100;
-    // Pace the writes over ~80% of the expected copy time so they all land during it.
-    let pause =
-        std::time::Duration::from_secs_f64((full_copy_secs * 0.8 / changes as f64).min(0.05));
-    let ids: Vec<ObjectId> = {
-        let mut cur = c
-            .find(doc! {})
-            .projection(doc! {"_id": 1})
-            .batch_size(10_000)
-            .await
-            .unwrap();
-        let mut v = Vec::new();
-        let mut i = 0usize;
-        while cur.advance().await.unwrap() {
-            if i % 100 == 7 {
-                v.push(
-                    cur.deserialize_current()
-                        .unwrap()
-                        .get_object_id("_id")
-                        .unwrap(),
-                );
-            }
-            i += 1;
-        }
-        v
-    };
-    let writer = {
-        let c = c.clone();
-        tokio::spawn(async move {
-            let mut done = 0usize;
-            for (k, id) in ids.iter().enumerate() {
-                match k % 3 {
-                    0 => {
-                        c.update_one(doc! {"_id": id}, doc! {"$set": {"f": -1.0, "edited": true}})
-                            .await
-                            .unwrap();
-                    }
-                    1 => {
-                        c.delete_one(doc! {"_id": id}).await.unwrap();
-                    }
-                    _ => {
-                        // An insert for each delete keeps the count (and the next run's set) stable.
-                        c.insert_one(make_doc("small", 9_000_000 + k))
-                            .await
-                            .unwrap();
-                    }
-                }
-                done += 1;
-                tokio::time::sleep(pause).await;
-            }
-            done
-        })
-    };
-    let journal = std::env::temp_dir().join("efs2atlas-bench-two-pass.json");
-    let _ = std::fs::remove_file(&journal);
-    let ns = format!("{}.*", set.db);
-    let j = journal.display().to_string();
-    let (cs, crss, _) = timed(&[
-        "copy",
-        "--source-uri",
-        src_uri,
-        "--target-uri",
-        dst_uri,
-        "--ns-include",
-        &ns,
-        "--drop",
-        "--yes",
-        "--journal",
-        &j,
-        "--json",
-        "--no-progress",
-    ]);
-    let done = writer.await.unwrap();
-    let _ = std::fs::remove_file(&journal);
-    let sj = std::env::temp_dir().join("efs2atlas-bench-sync.json");
-    let _ = std::fs::remove_file(&sj);
-    let sjs = sj.display().to_string();
-    let (ss, srss, sjson) = timed(&[
-        "sync",
-        "--source-uri",
-        src_uri,
-        "--target-uri",
-        dst_uri,
-        "--ns-include",
-        &ns,
-        "--journal",
-        &sjs,
-        "--json",
-        "--no-progress",
-    ]);
-    let (_, _, vjson) = timed(&[
-        "verify",
-        "--source-uri",
-        src_uri,
-        "--target-uri",
-        dst_uri,
-        "--ns-include",
-        &ns,
-        "--json",
-        "--no-progress",
-    ]);
-    assert_eq!(
-        vjson["verify"]["ok"], true,
-        "verify after sync must be clean"
-    );
-    let s = &sjson["sync"];
-    println!(
-        "\ntwo-pass on the small dataset ({n} docs, {done} changes made during the bulk copy):"
-    );
-    println!(
-        "  bulk copy (writes live) {cs:>7.1}s  peak RSS {:.0} MiB",
-        crss as f64 / 1024.0
-    );
-    println!(
-        "  sync (under the freeze) {ss:>7.1}s  peak RSS {:.0} MiB  ({} inserted, {} replaced, {} deleted)",
-        srss as f64 / 1024.0,
-        s["inserted"],
-        s["replaced"],
-        s["deleted"]
-    );
-    println!(
-        "  sync / full copy        = {:.2} (goal <= 0.3)",
-        ss / full_copy_secs
-    );
 }

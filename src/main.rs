@@ -4,6 +4,7 @@ use clap::Parser;
 use efs2atlas::{cli::Cli, error::exit};
 
 fn main() {
+    efs2atlas::mongo::raw::tune_allocator();
     let cli = Cli::parse();
     let level = if cli.global.quiet {
         "error"

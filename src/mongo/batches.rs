@@ -1,14 +1,13 @@
-//! The two ends of a collection's copy: the source cursor read into byte-bounded batches
-//! (a bounded channel holds at most a few), and each batch inserted unordered on the target.
+//! The two ends of a collection's copy: the source read reply by reply (documents never
+//! copied one by one) into `insert` commands of bounded size, and each command sent unordered to
+//! the target. Every byte held on the way is counted in the process's memory budget.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use mongodb::bson::{Bson, RawBson, RawDocumentBuf, doc};
-use mongodb::error::ErrorKind;
-use mongodb::{Collection, Cursor};
+use mongodb::bson::{Bson, Document, RawBson, RawDocument, RawDocumentBuf, doc};
+use mongodb::{Collection, Database};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::mongo::Mongo;
@@ -16,23 +15,33 @@ use crate::mongo::jobs::{Item as Job, key};
 use crate::mongo::ledger::{self, LedgerWriter};
 use crate::mongo::order;
 use crate::mongo::progress::{CollectionProgress, ProgressStore};
+use crate::mongo::raw::{self, Replies, Share};
 use crate::mongo::stream::{Item, doc_hash, id_of, show_id};
 
-/// A batch read from the source, in `_id` order.
+/// The most document bytes one `insert` carries: a command may be 16 MiB + 16 KiB, and a lone
+/// document of up to 16 MiB always goes alone.
+const MAX_INSERT_BYTES: usize = 16 * 1024 * 1024 - 64 * 1024;
+
+/// Copies of its command the driver holds for an insert in flight (see [`raw::writes`]).
+const INSERT_COPIES: usize = 3;
+
+/// A batch read from the source, in `_id` order, as the `insert` command that writes it.
 pub struct Batch {
-    /// The documents.
-    pub docs: Vec<RawDocumentBuf>,
-    /// Their size.
+    /// The command, documents inside.
+    pub body: RawDocumentBuf,
+    /// Each document's `_id`, hash and size, in order (for the ledger and duplicate checks).
+    pub items: Vec<Item>,
+    /// Document bytes.
     pub bytes: u64,
     /// The last `_id` in it.
     pub last_id: RawBson,
     /// False once the source has returned an `_id` out of MongoDB order.
     pub order_ok: bool,
-    /// Its share of the copy's memory budget, given back when the batch is done with.
-    pub permit: Option<OwnedSemaphorePermit>,
+    /// Its share of the memory budget, given back when the batch is done with.
+    pub share: Share,
 }
 
-/// How one collection's cursor is read.
+/// How one collection's source is read and batched.
 pub struct Reading {
     /// A batch is sent once it holds this many bytes...
     pub batch_bytes: usize,
@@ -42,105 +51,159 @@ pub struct Reading {
     pub src: Mongo,
     /// The namespace read.
     pub ns: String,
-    /// The bytes (in KiB) every collection's batches may hold at once, read but not yet
-    /// acknowledged: memory stays bounded however large the documents and however many
-    /// collections are in flight.
-    pub budget: Arc<Semaphore>,
-    /// The budget's size in KiB (a document larger than it takes all of it).
-    pub budget_kib: usize,
+    /// The target collection's name (the `insert` command names it).
+    pub target_coll: String,
+    /// The target's write concern, when its URI sets one (a raw command gets no default).
+    pub write_concern: Option<Document>,
 }
 
-/// A batch being filled.
-#[derive(Default)]
+/// An `insert` command being filled, written as BSON directly: `{insert, ordered: false,
+/// bypassDocumentValidation: true, [writeConcern], documents: [...]}`.
 struct Filling {
-    docs: Vec<RawDocumentBuf>,
+    buf: Vec<u8>,
+    array_at: usize,
+    items: Vec<Item>,
     bytes: usize,
-    permit: Option<OwnedSemaphorePermit>,
+    share: Share,
+}
+
+fn cstring(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(0);
 }
 
 impl Filling {
-    fn take(&mut self, last_id: RawBson, order_ok: bool) -> Batch {
-        let f = std::mem::take(self);
-        Batch {
-            docs: f.docs,
-            bytes: f.bytes as u64,
+    fn new(r: &Reading, capacity: usize) -> Filling {
+        let mut buf = Vec::with_capacity(capacity + r.target_coll.len() + 128);
+        buf.extend_from_slice(&[0; 4]);
+        buf.push(0x02);
+        cstring(&mut buf, "insert");
+        buf.extend_from_slice(&(r.target_coll.len() as i32 + 1).to_le_bytes());
+        cstring(&mut buf, &r.target_coll);
+        buf.push(0x08);
+        cstring(&mut buf, "ordered");
+        buf.push(0);
+        // Documents the source holds go over as they are, even ones its validator would now refuse.
+        buf.push(0x08);
+        cstring(&mut buf, "bypassDocumentValidation");
+        buf.push(1);
+        if let Some(wc) = &r.write_concern
+            && let Ok(raw) = RawDocumentBuf::from_document(wc)
+        {
+            buf.push(0x03);
+            cstring(&mut buf, "writeConcern");
+            buf.extend_from_slice(raw.as_bytes());
+        }
+        buf.push(0x04);
+        cstring(&mut buf, "documents");
+        let array_at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        Filling {
+            buf,
+            array_at,
+            items: Vec::new(),
+            bytes: 0,
+            share: Share::default(),
+        }
+    }
+
+    fn push(&mut self, d: &RawDocument, item: Item) {
+        self.buf.push(0x03);
+        cstring(&mut self.buf, &self.items.len().to_string());
+        self.buf.extend_from_slice(d.as_bytes());
+        self.bytes += d.as_bytes().len();
+        self.items.push(item);
+    }
+
+    fn finish(mut self, order_ok: bool) -> Result<Batch> {
+        self.buf.push(0);
+        let array_len = (self.buf.len() - self.array_at) as i32;
+        self.buf[self.array_at..self.array_at + 4].copy_from_slice(&array_len.to_le_bytes());
+        self.buf.push(0);
+        let len = self.buf.len() as i32;
+        self.buf[..4].copy_from_slice(&len.to_le_bytes());
+        let last_id = self
+            .items
+            .last()
+            .map(|i| i.id.clone())
+            .unwrap_or(RawBson::Null);
+        let body = RawDocumentBuf::from_bytes(self.buf)
+            .map_err(|e| Error::other(format!("building an insert command: {e}")))?;
+        Ok(Batch {
+            body,
+            items: self.items,
+            bytes: self.bytes as u64,
             last_id,
             order_ok,
-            permit: f.permit,
-        }
+            share: self.share,
+        })
     }
 }
 
-/// The share of the budget a document of `len` bytes takes (never more than all of it).
-fn units(len: usize, total: usize) -> u32 {
-    (len / 1024 + 1).min(total.max(1)).min(u32::MAX as usize) as u32
+/// Sends the batch being filled, if any; false when the receiver is gone.
+async fn send(
+    tx: &mpsc::Sender<Result<Batch>>,
+    filling: &mut Option<Filling>,
+    order_ok: bool,
+) -> bool {
+    match filling.take() {
+        Some(f) => tx.send(f.finish(order_ok)).await.is_ok(),
+        None => true,
+    }
 }
 
-/// Reads the cursor into byte-bounded batches and sends them down a bounded channel; every
-/// document first takes its share of the shared budget, so at most the budget's bytes are
-/// ever held across all collections (a batch being filled is sent rather than waited on).
-pub async fn read_batches(
-    mut cursor: Cursor<RawDocumentBuf>,
-    tx: mpsc::Sender<Result<Batch>>,
-    r: Reading,
-) {
-    let mut filling = Filling::default();
+/// Reads the source reply by reply into `insert` commands and sends them down a bounded
+/// channel. A batch's memory is split from the reply it was made of (whose share counts the
+/// batches made of it), and a reader short of memory sends what it has filled before it
+/// waits, so readers never hold one another up.
+pub async fn read_batches(mut replies: Replies, tx: mpsc::Sender<Result<Batch>>, r: Reading) {
+    let mut filling: Option<Filling> = None;
     let mut prev: Option<RawBson> = None;
     let mut order_ok = true;
     loop {
-        match cursor.advance().await {
-            Ok(true) => {
-                let raw = cursor.current();
-                let n = units(raw.as_bytes().len(), r.budget_kib);
-                let permit = match r.budget.clone().try_acquire_many_owned(n) {
-                    Ok(p) => p,
-                    Err(_) => {
-                        if !filling.docs.is_empty() {
-                            let last = prev.clone().unwrap_or(RawBson::Null);
-                            if tx.send(Ok(filling.take(last, order_ok))).await.is_err() {
-                                return;
-                            }
-                        }
-                        match r.budget.clone().acquire_many_owned(n).await {
-                            Ok(p) => p,
-                            Err(_) => return,
-                        }
-                    }
-                };
-                match &mut filling.permit {
-                    Some(p) => p.merge(permit),
-                    None => filling.permit = Some(permit),
-                }
-                let id = id_of(raw);
-                if let Some(p) = &prev
-                    && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
-                        != std::cmp::Ordering::Less
-                {
-                    order_ok = false;
-                }
-                prev = Some(id);
-                filling.bytes += raw.as_bytes().len();
-                filling.docs.push(raw.to_raw_document_buf());
-                if filling.bytes >= r.batch_bytes || filling.docs.len() >= r.batch_docs {
-                    let last = prev.clone().unwrap_or(RawBson::Null);
-                    if tx.send(Ok(filling.take(last, order_ok))).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Ok(false) => break,
+        if !replies.ready() && !send(&tx, &mut filling, order_ok).await {
+            return;
+        }
+        let mut reply = match replies.next().await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => break,
             Err(e) => {
                 let _ = tx
                     .send(Err(r.src.err(format!("reading {}", r.ns), e)))
                     .await;
                 return;
             }
+        };
+        let mut held = std::mem::take(&mut reply.share);
+        for d in reply.iter() {
+            let len = d.as_bytes().len();
+            // A large document goes alone in a command of its size; no command passes the limit.
+            let alone = |f: &Filling| {
+                f.bytes + len > MAX_INSERT_BYTES || (len >= r.batch_bytes && !f.items.is_empty())
+            };
+            if filling.as_ref().is_some_and(alone) && !send(&tx, &mut filling, order_ok).await {
+                return;
+            }
+            let id = id_of(d);
+            if let Some(p) = &prev
+                && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref())
+                    != std::cmp::Ordering::Less
+            {
+                order_ok = false;
+            }
+            prev = Some(id.clone());
+            let f = filling.get_or_insert_with(|| Filling::new(&r, len.max(r.batch_bytes)));
+            f.share.merge(held.split(len));
+            let hash = doc_hash(d.as_bytes());
+            f.push(d, Item { id, hash, len });
+            if (f.bytes >= r.batch_bytes || f.items.len() >= r.batch_docs)
+                && !send(&tx, &mut filling, order_ok).await
+            {
+                return;
+            }
         }
     }
-    if !filling.docs.is_empty() {
-        let last = prev.unwrap_or(RawBson::Null);
-        let _ = tx.send(Ok(filling.take(last, order_ok))).await;
-    }
+    send(&tx, &mut filling, order_ok).await;
 }
 
 /// Inserts a batch, unordered, and returns what the target now holds for each document (for
@@ -150,69 +213,83 @@ pub async fn read_batches(
 /// sync patches later.
 pub async fn insert_batch(
     dst: &Mongo,
-    coll: &Collection<RawDocumentBuf>,
+    (db, coll): (&Database, &Collection<RawDocumentBuf>),
     ns: &str,
-    docs: Vec<RawDocumentBuf>,
+    b: &mut Batch,
     live: bool,
 ) -> Result<Vec<Item>> {
-    let held = insert(dst, coll, ns, &docs, live).await?;
-    Ok(docs
-        .iter()
-        .map(|d| {
-            let id = id_of(d);
-            let (hash, len) = held
-                .get(&show_id(&id))
-                .copied()
-                .unwrap_or_else(|| (doc_hash(d.as_bytes()), d.as_bytes().len()));
-            Item { id, hash, len }
+    let body = std::mem::take(&mut b.body);
+    // Waiting here holds up no one: what holds this budget is inserts under way.
+    let _copies = raw::writes()
+        .take(INSERT_COPIES * body.as_bytes().len())
+        .await;
+    let held = insert(dst, (db, coll), ns, body, &b.items, live).await?;
+    Ok(std::mem::take(&mut b.items)
+        .into_iter()
+        .map(|mut item| {
+            if let Some(&(hash, len)) = held.get(&show_id(&item.id)) {
+                (item.hash, item.len) = (hash, len);
+            }
+            item
         })
         .collect())
+}
+
+/// A write error of an `insert` reply: (index, code, message).
+fn write_errors(reply: &Document) -> Vec<(usize, i32, String)> {
+    reply
+        .get_array("writeErrors")
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(Bson::as_document)
+        .map(|e| {
+            (
+                e.get("index").and_then(crate::mongo::as_i64).unwrap_or(-1) as usize,
+                e.get("code").and_then(crate::mongo::as_i64).unwrap_or(0) as i32,
+                e.get_str("errmsg").unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// The insert itself; returns the documents the target holds in another version (live).
 async fn insert(
     dst: &Mongo,
-    coll: &Collection<RawDocumentBuf>,
+    (db, coll): (&Database, &Collection<RawDocumentBuf>),
     ns: &str,
-    docs: &[RawDocumentBuf],
+    body: RawDocumentBuf,
+    items: &[Item],
     live: bool,
 ) -> Result<HashMap<String, (u128, usize)>> {
-    let err = match coll
-        .insert_many(docs)
-        .ordered(false)
-        // Documents the source holds go over as they are, even ones its validator would now refuse.
-        .bypass_document_validation(true)
+    let reply = db
+        .run_raw_command(body)
         .await
-    {
-        Ok(_) => return Ok(HashMap::new()),
-        Err(e) => e,
-    };
-    let ErrorKind::InsertMany(ime) = err.kind.as_ref() else {
-        return Err(dst.err(format!("inserting into {ns}"), err));
-    };
-    if let Some(wce) = &ime.write_concern_error {
+        .map_err(|e| dst.err(format!("inserting into {ns}"), e))?;
+    if let Ok(wce) = reply.get_document("writeConcernError") {
         return Err(Error::mongo(
             format!("target: inserting into {ns}"),
-            format!("write concern not satisfied: {}", wce.message),
+            format!(
+                "write concern not satisfied: {}",
+                wce.get_str("errmsg").unwrap_or_default()
+            ),
         ));
     }
     let mut dups = Vec::new();
-    for we in ime.write_errors.iter().flatten() {
-        let Some(doc) = docs.get(we.index) else {
+    for (index, code, message) in write_errors(&reply) {
+        let Some(item) = items.get(index) else {
             continue;
         };
-        if we.code != 11000 {
+        if code != 11000 {
             return Err(Error::mongo(
                 format!("target: inserting into {ns}"),
                 format!(
-                    "document _id {} was rejected (code {}): {}",
-                    show_id(&id_of(doc)),
-                    we.code,
-                    we.message
+                    "document _id {} was rejected (code {code}): {message}",
+                    show_id(&item.id)
                 ),
             ));
         }
-        dups.push(doc);
+        dups.push(item);
     }
     if dups.is_empty() {
         return Ok(HashMap::new());
@@ -227,15 +304,15 @@ async fn check_duplicates(
     dst: &Mongo,
     coll: &Collection<RawDocumentBuf>,
     ns: &str,
-    dups: &[&RawDocumentBuf],
+    dups: &[&Item],
     live: bool,
 ) -> Result<HashMap<String, (u128, usize)>> {
     let mut held = HashMap::new();
     let ids: Vec<Bson> = dups
         .iter()
-        .filter_map(|d| Bson::try_from(id_of(d)).ok())
+        .filter_map(|d| Bson::try_from(d.id.clone()).ok())
         .collect();
-    let mut existing: HashMap<String, RawDocumentBuf> = HashMap::new();
+    let mut existing: HashMap<String, (u128, usize)> = HashMap::new();
     let read_err = |e| dst.err(format!("reading back duplicates in {ns}"), e);
     let mut cur = coll
         .find(doc! {"_id": {"$in": ids}})
@@ -243,18 +320,19 @@ async fn check_duplicates(
         .map_err(read_err)?;
     while cur.advance().await.map_err(read_err)? {
         let raw = cur.current();
-        existing.insert(show_id(&id_of(raw)), raw.to_raw_document_buf());
+        let seen = (doc_hash(raw.as_bytes()), raw.as_bytes().len());
+        existing.insert(show_id(&id_of(raw)), seen);
     }
     let refuse = |message: String| Error::mongo(format!("target: inserting into {ns}"), message);
     for d in dups {
-        let id = show_id(&id_of(d));
+        let id = show_id(&d.id);
         match existing.get(&id) {
-            Some(t) if t.as_bytes() == d.as_bytes() => {}
-            Some(t) if live => {
+            Some(&(hash, len)) if hash == d.hash && len == d.len => {}
+            Some(&t) if live => {
                 tracing::debug!(
                     "{ns}: _id {id} changed on the source since it was first sent; sync patches it"
                 );
-                held.insert(id, (doc_hash(t.as_bytes()), t.as_bytes().len()));
+                held.insert(id, t);
             }
             Some(_) => {
                 return Err(refuse(format!(

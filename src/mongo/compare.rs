@@ -14,7 +14,9 @@ use crate::mongo::jobs::Item;
 use crate::mongo::meta::{CollectionMeta, IndexMeta};
 use crate::mongo::ns::{Namespace, Selection};
 use crate::mongo::observe::Observer;
-use crate::mongo::stream::{Diff, DiffKind, Digest, Merge, ScanSide, Sorted, SortedScan, show_id};
+use crate::mongo::stream::{
+    Diff, DiffKind, Digest, Merge, ScanOpts, ScanSide, Sorted, SortedScan, show_id,
+};
 
 /// Writes one difference to the target (sync); verify passes none.
 #[allow(async_fn_in_trait)] // awaited in place by the merge, never spawned or boxed
@@ -98,6 +100,7 @@ pub(crate) async fn open_merge(
     dst: &Mongo,
     it: &Item,
     part: &Partial,
+    patching: bool,
 ) -> Result<Merge> {
     let scoll = src
         .client
@@ -107,17 +110,19 @@ pub(crate) async fn open_merge(
         .client
         .database(&it.target.db)
         .collection::<RawDocumentBuf>(&it.target.coll);
-    let (s, t) = tokio::join!(
-        SortedScan::open_after(&scoll, part.after.as_ref()),
-        SortedScan::open_after(&tcoll, part.after.as_ref())
-    );
     let timeseries = it.meta.kind == "timeseries";
-    let s = s
-        .map_err(|e| src.err(format!("reading {}", it.source), e))?
-        .canonical(timeseries);
-    let t = t
-        .map_err(|e| dst.err(format!("reading {}", it.target), e))?
-        .canonical(timeseries);
+    let hashing = ScanOpts::hashing(it.read_shape()).canonical(timeseries);
+    // A patch needs the source's documents; the target's are only ever hashed.
+    let source = ScanOpts {
+        keep_docs: patching,
+        ..hashing
+    };
+    let (s, t) = tokio::join!(
+        SortedScan::open_after(&scoll, part.after.as_ref(), source),
+        SortedScan::open_after(&tcoll, part.after.as_ref(), hashing)
+    );
+    let s = s.map_err(|e| src.err(format!("reading {}", it.source), e))?;
+    let t = t.map_err(|e| dst.err(format!("reading {}", it.target), e))?;
     let s = ScanSide::new(s, src, it.source.to_string());
     let t = ScanSide::new(t, dst, it.target.to_string());
     Ok(Merge::resume(s, t, part.source_digest, part.target_digest))

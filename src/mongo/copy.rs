@@ -3,14 +3,13 @@
 //! indexes built after the data, views last. Every acknowledged batch is journaled, so a
 //! re-run continues where the last one stopped.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, FuturesOrdered, StreamExt};
 use mongodb::bson::{Bson, Document, RawBson, RawDocumentBuf, doc};
-use mongodb::{Collection, Cursor};
+use mongodb::{Collection, Database};
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -25,6 +24,7 @@ use crate::mongo::ns::Selection;
 use crate::mongo::observe::Observer;
 use crate::mongo::order;
 use crate::mongo::progress::{CollectionProgress, ProgressStore};
+use crate::mongo::raw::{ReadShape, Replies};
 
 /// Knobs of the copy.
 #[derive(Clone, Debug)]
@@ -44,8 +44,6 @@ pub struct CopyOptions {
     /// The source still takes writes (two-pass): a re-sent document that changed meanwhile
     /// is left for `sync` to patch instead of stopping the copy.
     pub live: bool,
-    /// Bytes of documents read but not yet acknowledged, across every collection in flight.
-    pub memory_budget: usize,
 }
 
 impl Default for CopyOptions {
@@ -58,7 +56,6 @@ impl Default for CopyOptions {
             batch_docs: 10_000,
             live: false,
             writers: 2,
-            memory_budget: 48 * 1024 * 1024,
         }
     }
 }
@@ -182,7 +179,6 @@ pub async fn run(
         journal,
         observer,
         cancel,
-        budget: Arc::new(Semaphore::new((opts.memory_budget / 1024).max(1))),
     };
     let ctx = &ctx;
     let results: Vec<Result<CollectionReport>> = stream::iter(colls)
@@ -288,8 +284,6 @@ struct Ctx<'a> {
     journal: &'a dyn ProgressStore,
     observer: &'a dyn Observer,
     cancel: &'a Cancel,
-    /// The memory budget every collection's batches share (KiB).
-    budget: Arc<Semaphore>,
 }
 
 async fn copy_collection(ctx: &Ctx<'_>, it: &Item) -> Result<CollectionReport> {
@@ -445,14 +439,14 @@ fn id_from_journal(v: &serde_json::Value) -> Option<Bson> {
     Bson::try_from(v.clone()).ok()
 }
 
-/// Opens the source cursor after the last acknowledged `_id` when the source's order was
+/// Opens the source after the last acknowledged `_id` when the source's order was
 /// trustworthy; otherwise rescans everything (duplicate checks skip what is already there).
 async fn open_source(
     src: &Mongo,
     it: &Item,
     progress: &CollectionProgress,
-    batch_size: u32,
-) -> Result<Cursor<RawDocumentBuf>> {
+    shape: ReadShape,
+) -> Result<Replies> {
     let scoll: Collection<RawDocumentBuf> = src
         .client
         .database(&it.source.db)
@@ -470,10 +464,8 @@ async fn open_source(
         }
         None => doc! {},
     };
-    scoll
-        .find(filter)
-        .sort(doc! {"_id": 1})
-        .batch_size(batch_size)
+    // A reply stays counted for itself and for the insert commands made of it.
+    Replies::by_id(&scoll, filter, shape, 2)
         .await
         .map_err(|e| src.err(format!("reading {}", it.source), e))
 }
@@ -487,18 +479,26 @@ async fn copy_data(
     let opts = ctx.opts;
     // After failures without progress, smaller batches get through a link that keeps dropping.
     let shrink = 1usize << halvings.min(5);
-    let batch_size = (2000 / shrink as u32).max(50);
-    let cursor = open_source(ctx.src, it, progress, batch_size).await?;
+    let mut shape = it.read_shape();
+    shape.batch_size = (shape.batch_size / shrink as u32).max(1);
+    let replies = open_source(ctx.src, it, progress, shape).await?;
     let (tx, rx) = mpsc::channel::<Result<Batch>>(2);
+    let write_concern = ctx
+        .dst
+        .client
+        .database(&it.target.db)
+        .write_concern()
+        .and_then(|wc| mongodb::bson::to_document(wc).ok())
+        .filter(|d| !d.is_empty());
     let reading = Reading {
         batch_bytes: (opts.batch_bytes / shrink).max(64 * 1024),
         batch_docs: (opts.batch_docs / shrink).max(100),
         src: ctx.src.clone(),
         ns: it.source.to_string(),
-        budget: ctx.budget.clone(),
-        budget_kib: (opts.memory_budget / 1024).max(1),
+        target_coll: it.target.coll.clone(),
+        write_concern,
     };
-    let reader = tokio::spawn(read_batches(cursor, tx, reading));
+    let reader = tokio::spawn(read_batches(replies, tx, reading));
     let mut ledger = open_ledger(ctx.journal, it, progress);
     let (copied, reading, result) = pump(ctx, it, progress, rx, &mut ledger).await;
     reader.abort();
@@ -528,11 +528,8 @@ async fn pump(
     ledger: &mut Option<LedgerWriter>,
 ) -> ((u64, u64), bool, Result<()>) {
     let k = key(it);
-    let tcoll: Collection<RawDocumentBuf> = ctx
-        .dst
-        .client
-        .database(&it.target.db)
-        .collection(&it.target.coll);
+    let tdb: Database = ctx.dst.client.database(&it.target.db);
+    let tcoll: Collection<RawDocumentBuf> = tdb.collection(&it.target.coll);
     let mut in_flight = FuturesOrdered::new();
     let mut copied = (0u64, 0u64);
     let mut reading = true;
@@ -558,14 +555,14 @@ async fn pump(
                 ctx.observer.progress(&k, docs, bytes);
             }
             batch = rx.recv(), if can_take => match batch {
-                Some(Ok(b)) => {
-                    let (tcoll, dst) = (tcoll.clone(), ctx.dst.clone());
+                Some(Ok(mut b)) => {
+                    let (tdb, tcoll, dst) = (tdb.clone(), tcoll.clone(), ctx.dst.clone());
                     let (target, live) = (it.target.to_string(), ctx.opts.live);
                     in_flight.push_back(async move {
+                        let docs = b.items.len() as u64;
+                        let entries =
+                            insert_batch(&dst, (&tdb, &tcoll), &target, &mut b, live).await?;
                         // The batch's share of the budget is given back once it is acknowledged.
-                        let _permit = b.permit;
-                        let docs = b.docs.len() as u64;
-                        let entries = insert_batch(&dst, &tcoll, &target, b.docs, live).await?;
                         let (bytes, last_id, order_ok) = (b.bytes, b.last_id, b.order_ok);
                         Ok::<_, Error>(Acked { docs, bytes, last_id, order_ok, entries })
                     });

@@ -20,6 +20,33 @@ pub struct Item {
     pub meta: CollectionMeta,
     /// Estimated document count at the start.
     pub estimated_docs: u64,
+    /// Average document size in bytes, as the server reports it (0: unknown); readers size
+    /// their replies from it.
+    pub avg_doc_bytes: u64,
+}
+
+impl Item {
+    /// How this collection is read.
+    pub fn read_shape(&self) -> crate::mongo::raw::ReadShape {
+        crate::mongo::raw::ReadShape::for_avg(self.avg_doc_bytes)
+    }
+}
+
+/// The document count and average size of a collection: `collStats` where the user may run
+/// it, else the estimated count alone.
+async fn stats(src: &Mongo, db: &str, coll: &str) -> (u64, u64) {
+    let d = src.client.database(db);
+    if let Ok(r) = d.run_command(doc! {"collStats": coll}).await {
+        let count = r.get("count").and_then(as_i64).unwrap_or(0).max(0) as u64;
+        let avg = r.get("avgObjSize").and_then(as_i64).unwrap_or(0).max(0) as u64;
+        return (count, avg);
+    }
+    let count = d
+        .collection::<Document>(coll)
+        .estimated_document_count()
+        .await
+        .unwrap_or(0);
+    (count, 0)
 }
 
 /// Lists the source namespaces the selection takes, with their target names.
@@ -40,21 +67,17 @@ pub async fn select(src: &Mongo, sel: &Selection) -> Result<Vec<Item>> {
                 continue;
             }
             any = true;
-            let estimated_docs = if meta.is_view() {
-                0
+            let (estimated_docs, avg_doc_bytes) = if meta.is_view() {
+                (0, 0)
             } else {
-                src.client
-                    .database(&db)
-                    .collection::<Document>(&meta.name)
-                    .estimated_document_count()
-                    .await
-                    .unwrap_or(0)
+                stats(src, &db, &meta.name).await
             };
             items.push(Item {
                 target: sel.target_of(&ns),
                 source: ns,
                 meta,
                 estimated_docs,
+                avg_doc_bytes,
             });
         }
         if any {
@@ -83,6 +106,19 @@ pub async fn select(src: &Mongo, sel: &Selection) -> Result<Vec<Item>> {
             .then(b.estimated_docs.cmp(&a.estimated_docs))
     });
     Ok(items)
+}
+
+/// [`select`], retried while the source is briefly unreachable (a restart, a failover): a
+/// step that starts right then should wait for it, not fail.
+pub async fn select_retrying(
+    src: &Mongo,
+    sel: &Selection,
+    cancel: &crate::cancel::Cancel,
+) -> Result<Vec<Item>> {
+    crate::mongo::with_retries("listing the source's collections", cancel, || {
+        select(src, sel)
+    })
+    .await
 }
 
 /// The journal key of an item: its source namespace.

@@ -18,7 +18,7 @@ use crate::mongo::observe::Observer;
 use crate::mongo::patch::Patcher;
 use crate::mongo::progress::Counts;
 use crate::mongo::stream::{
-    self, Diff, DiffKind, Merge, ScanSide, SortedScan, Tap, doc_hash, id_of, show_id,
+    self, Diff, DiffKind, Merge, ScanOpts, ScanSide, SortedScan, Tap, doc_hash, id_of, show_id,
 };
 
 /// Documents read back from the target per query when checking a round's patches.
@@ -87,7 +87,7 @@ pub async fn round(
     let ns = it.source.to_string();
     let next = mark.generation + 1;
     let reader = LedgerReader::open(&ledger::path_in(dir, &ns, mark.generation), mark)?;
-    let scan = SortedScan::open(&source_scan(src, it))
+    let scan = SortedScan::open(&source_scan(src, it), ScanOpts::keeping(it.read_shape()))
         .await
         .map_err(|e| src.err(format!("reading {}", it.source), e))?;
     let mut merge = Merge::new(ScanSide::new(scan, src, ns.clone()), reader);
@@ -225,7 +225,7 @@ pub async fn audit(
         .client
         .database(&it.target.db)
         .collection::<RawDocumentBuf>(&it.target.coll);
-    let scan = SortedScan::open(&coll)
+    let scan = SortedScan::open(&coll, ScanOpts::hashing(it.read_shape()))
         .await
         .map_err(|e| dst.err(format!("reading {}", it.target), e))?;
     let mut merge = Merge::new(ScanSide::new(scan, dst, it.target.to_string()), reader);

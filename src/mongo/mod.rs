@@ -16,6 +16,7 @@ pub mod observe;
 pub mod order;
 pub mod patch;
 pub mod progress;
+pub mod raw;
 pub mod stream;
 pub mod sync;
 pub mod verify;

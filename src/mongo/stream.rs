@@ -3,17 +3,13 @@
 
 use std::cmp::Ordering;
 
-use std::collections::VecDeque;
-
 use mongodb::Collection;
-use mongodb::bson::{RawBson, RawDocument, RawDocumentBuf, doc};
+use mongodb::bson::{RawBson, RawDocument, RawDocumentBuf};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::mongo::order;
-
-/// Documents per server batch when scanning.
-pub const SCAN_BATCH: u32 = 2000;
+use crate::mongo::raw::{self, ReadShape, Replies, Reply, Share};
 
 /// The 128-bit hash of a document's exact bytes.
 pub fn doc_hash(raw: &[u8]) -> u128 {
@@ -66,143 +62,197 @@ pub struct Item {
     pub len: usize,
 }
 
-/// Batches a scan reads ahead of its consumer.
-const READ_AHEAD_BATCHES: usize = 2;
-/// A read-ahead batch is handed over at this many bytes even if it holds fewer documents.
-const READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
+/// How a scan reads: the reply shape, whether it keeps the documents (sync patches the
+/// source's), and whether it hashes with top-level fields sorted (time series).
+#[derive(Clone, Copy, Debug)]
+pub struct ScanOpts {
+    /// Documents per reply and the reply size to expect.
+    pub shape: ReadShape,
+    /// Keep each reply until its documents are passed (`take_current`); otherwise a reply is
+    /// dropped as soon as it is hashed.
+    pub keep_docs: bool,
+    /// Hash with the top-level fields sorted by name (see [`ScanOpts::canonical`]).
+    pub canonical: bool,
+}
+
+impl ScanOpts {
+    /// A scan that only hashes.
+    pub fn hashing(shape: ReadShape) -> ScanOpts {
+        ScanOpts {
+            shape,
+            keep_docs: false,
+            canonical: false,
+        }
+    }
+
+    /// A scan that keeps the documents for patches.
+    pub fn keeping(shape: ReadShape) -> ScanOpts {
+        ScanOpts {
+            keep_docs: true,
+            ..ScanOpts::hashing(shape)
+        }
+    }
+
+    /// The same, hashing each document with its top-level fields sorted by name when `on`: a
+    /// time-series collection hands measurements back with those fields in an order of its
+    /// own (MongoDB rebuilds them from buckets; even the source's own order changes), so there
+    /// only names, values and types can be compared. Values stay byte-exact: a type change
+    /// still shows.
+    pub fn canonical(self, on: bool) -> ScanOpts {
+        ScanOpts {
+            canonical: on,
+            ..self
+        }
+    }
+}
+
+/// One reply's items, hashed by the read-ahead task, and the reply itself when kept.
+struct Chunk {
+    items: Vec<Item>,
+    reply: Option<Reply>,
+}
 
 /// A scan of one collection in `_id` order, digesting as it goes and checking that the
 /// server really returns `_id`s in MongoDB's order.
 ///
-/// A task reads the cursor ahead (a couple of batches, bounded) so the server keeps working
-/// while the merge compares: two scans merged side by side drift out of step as soon as one
-/// side has a document the other lacks, and without read-ahead their round trips would then
-/// take turns instead of overlapping.
+/// A task reads the cursor a reply ahead and hashes it, so the server keeps working and the
+/// hashing runs beside the merge: two scans merged side by side drift out of step as soon as
+/// one side has a document the other lacks, and without read-ahead their round trips would
+/// then take turns instead of overlapping. A scan that keeps documents holds at most two
+/// replies (the current and the next) and a retention ticket sized for them; a hashing scan
+/// holds memory only while it reads and hashes a reply.
 pub struct SortedScan {
-    rx: tokio::sync::mpsc::Receiver<mongodb::error::Result<Vec<RawDocumentBuf>>>,
-    buffered: VecDeque<RawDocumentBuf>,
-    current: Option<RawDocumentBuf>,
+    rx: tokio::sync::mpsc::Receiver<mongodb::error::Result<Chunk>>,
+    items: std::vec::IntoIter<Item>,
+    reply: Option<Reply>,
+    next_index: usize,
+    current: Option<usize>,
     _reader: AbortOnDrop,
+    _ticket: Option<Share>,
     prev: Option<RawBson>,
     /// Digest of everything read so far.
     pub digest: Digest,
     /// The first pair of `_id`s seen out of MongoDB order, if any (rendered for messages).
     pub out_of_order: Option<(String, String)>,
-    canonical: bool,
 }
 
 impl SortedScan {
     /// Opens a scan of the whole collection sorted by `_id`.
-    pub async fn open(coll: &Collection<RawDocumentBuf>) -> mongodb::error::Result<SortedScan> {
-        SortedScan::open_after(coll, None).await
+    pub async fn open(
+        coll: &Collection<RawDocumentBuf>,
+        opts: ScanOpts,
+    ) -> mongodb::error::Result<SortedScan> {
+        SortedScan::open_after(coll, None, opts).await
     }
 
     /// Opens a scan of the documents whose `_id` sorts after `after` (all when `None`).
     pub async fn open_after(
         coll: &Collection<RawDocumentBuf>,
         after: Option<&RawBson>,
+        opts: ScanOpts,
     ) -> mongodb::error::Result<SortedScan> {
+        // Kept replies wait on the merge, which may wait on another scan's reads: their total
+        // is capped (half the budget) so a hashing scan always finds memory to read with.
+        let ticket = if opts.keep_docs {
+            Some(raw::retention().take(opts.shape.expect * 2).await)
+        } else {
+            None
+        };
         let filter = after
             .map(|a| order::after_filter(&a.as_raw_bson_ref()))
             .unwrap_or_default();
-        let mut cursor = coll
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .batch_size(SCAN_BATCH)
-            .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
-        let reader = tokio::spawn(async move {
-            loop {
-                let mut batch = Vec::with_capacity(SCAN_BATCH as usize);
-                let mut bytes = 0;
-                let end = loop {
-                    match cursor.advance().await {
-                        Ok(true) => {
-                            let d = cursor.current().to_raw_document_buf();
-                            bytes += d.as_bytes().len();
-                            batch.push(d);
-                            if batch.len() >= SCAN_BATCH as usize || bytes >= READ_AHEAD_BYTES {
-                                break None;
-                            }
-                        }
-                        Ok(false) => break Some(Ok(())),
-                        Err(e) => break Some(Err(e)),
-                    }
-                };
-                if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
-                    return;
-                }
-                match end {
-                    None => {}
-                    Some(Ok(())) => return,
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                }
-            }
-        });
+        let replies = Replies::by_id(coll, filter, opts.shape, 1).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let reader = tokio::spawn(read_ahead(replies, tx, opts));
         Ok(SortedScan {
             rx,
-            buffered: VecDeque::new(),
+            items: Vec::new().into_iter(),
+            reply: None,
+            next_index: 0,
             current: None,
             _reader: AbortOnDrop(reader),
+            _ticket: ticket,
             prev: None,
             digest: Digest::default(),
             out_of_order: None,
-            canonical: false,
         })
-    }
-
-    /// Hashes each document with its top-level fields sorted by name when `on`: a time-series
-    /// collection hands measurements back with those fields in an order of its own (MongoDB
-    /// rebuilds them from buckets; even the source's own order changes), so there only names,
-    /// values and types can be compared. Values stay byte-exact: a type change still shows.
-    pub fn canonical(mut self, on: bool) -> SortedScan {
-        self.canonical = on;
-        self
     }
 
     /// The next document's `_id` and hash; `None` at the end.
     pub async fn next(&mut self) -> mongodb::error::Result<Option<Item>> {
-        if self.buffered.is_empty() {
+        let item = loop {
+            if let Some(item) = self.items.next() {
+                self.current = Some(self.next_index);
+                self.next_index += 1;
+                break item;
+            }
             match self.rx.recv().await {
-                Some(batch) => self.buffered.extend(batch?),
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    self.items = chunk.items.into_iter();
+                    self.reply = chunk.reply;
+                    self.next_index = 0;
+                }
                 None => {
                     self.current = None;
+                    self.reply = None;
                     return Ok(None);
                 }
             }
-        }
-        let Some(doc) = self.buffered.pop_front() else {
-            return Ok(None);
         };
-        let raw: &RawDocument = self.current.insert(doc);
-        let bytes = raw.as_bytes();
-        let hash = if self.canonical {
-            doc_hash(&sorted_top_level(raw))
-        } else {
-            doc_hash(bytes)
-        };
-        self.digest.add(hash, bytes.len());
-        let id = id_of(raw);
+        self.digest.add(item.hash, item.len);
         if self.out_of_order.is_none()
             && let Some(p) = &self.prev
-            && order::cmp(&p.as_raw_bson_ref(), &id.as_raw_bson_ref()) != Ordering::Less
+            && order::cmp(&p.as_raw_bson_ref(), &item.id.as_raw_bson_ref()) != Ordering::Less
         {
-            self.out_of_order = Some((show_id(p), show_id(&id)));
+            self.out_of_order = Some((show_id(p), show_id(&item.id)));
         }
-        self.prev = Some(id.clone());
-        Ok(Some(Item {
-            id,
-            hash,
-            len: bytes.len(),
-        }))
+        self.prev = Some(item.id.clone());
+        Ok(Some(item))
     }
 
-    /// The document `next` returned last, handed over (it is not kept).
+    /// The document `next` returned last, copied out (a scan that keeps documents only).
     pub fn take_current(&mut self) -> Option<RawDocumentBuf> {
-        self.current.take()
+        let i = self.current.take()?;
+        self.reply.as_ref().map(|r| r.doc(i).to_raw_document_buf())
+    }
+}
+
+/// Reads replies ahead, hashes each, and hands the items over (with the reply when kept).
+async fn read_ahead(
+    mut replies: Replies,
+    tx: tokio::sync::mpsc::Sender<mongodb::error::Result<Chunk>>,
+    opts: ScanOpts,
+) {
+    loop {
+        let reply = match replies.next().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let items = reply
+            .iter()
+            .map(|d| {
+                let bytes = d.as_bytes();
+                let hash = if opts.canonical {
+                    doc_hash(&sorted_top_level(d))
+                } else {
+                    doc_hash(bytes)
+                };
+                Item {
+                    id: id_of(d),
+                    hash,
+                    len: bytes.len(),
+                }
+            })
+            .collect();
+        let reply = opts.keep_docs.then_some(reply);
+        if tx.send(Ok(Chunk { items, reply })).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -182,7 +182,7 @@ async fn sync_collection(
         let (mut patcher, mut part) =
             taken.unwrap_or_else(|| (Patcher::new(src, dst, it), Partial::default()));
         patcher.discard_pending();
-        let r = match open_merge(src, dst, it, &part).await {
+        let r = match open_merge(src, dst, it, &part, true).await {
             Ok(mut merge) => {
                 let patch = Some(&mut patcher);
                 compare_docs(&mut merge, it, &mut part, 0, patch, observer, cancel).await

@@ -19,7 +19,7 @@ use crate::mongo::compare::{
 use crate::mongo::jobs::Item;
 use crate::mongo::ns::Selection;
 use crate::mongo::observe::Observer;
-use crate::mongo::stream::{Digest, SortedScan};
+use crate::mongo::stream::{Digest, ScanOpts, SortedScan};
 
 /// The verdict for one collection.
 #[derive(Clone, Debug, Serialize)]
@@ -255,7 +255,9 @@ async fn scan_source(src: &Mongo, it: &Item) -> Result<Digest> {
         .database(&it.source.db)
         .collection::<RawDocumentBuf>(&it.source.coll);
     let read_err = |e| src.err(format!("reading {}", it.source), e);
-    let mut scan = SortedScan::open(&scoll).await.map_err(read_err)?;
+    let mut scan = SortedScan::open(&scoll, ScanOpts::hashing(it.read_shape()))
+        .await
+        .map_err(read_err)?;
     while scan.next().await.map_err(read_err)?.is_some() {}
     Ok(scan.digest)
 }
@@ -319,7 +321,7 @@ async fn verify_collection(
         .lock()
         .map(|mut p| std::mem::take(&mut *p))
         .unwrap_or_default();
-    let outcome = match open_merge(src, dst, it, &part).await {
+    let outcome = match open_merge(src, dst, it, &part, false).await {
         Ok(mut merge) => {
             let none = None::<&mut NoPatch>;
             compare_docs(

@@ -45,7 +45,7 @@ impl Step for CatchUp {
     async fn apply(&self, ctx: &mut Ctx<'_>) -> Result<Outcome> {
         let started = Instant::now();
         let (src, _) = ctx.mongo().await?;
-        let items = jobs::select(&src, &Selection::default()).await?;
+        let items = jobs::select_retrying(&src, &Selection::default(), &ctx.cancel).await?;
         let audited = audit(ctx, &items).await?;
         let mut rounds: Vec<RoundResult> = Vec::new();
         while rounds.len() < MAX_ROUNDS {

@@ -33,7 +33,7 @@ impl Step for Copy {
 
     async fn apply(&self, ctx: &mut Ctx<'_>) -> Result<Outcome> {
         let (src, dst) = ctx.mongo().await?;
-        let items = jobs::select(&src, &Selection::default()).await?;
+        let items = jobs::select_retrying(&src, &Selection::default(), &ctx.cancel).await?;
         let bars = ctx
             .operator
             .bars("copy", items.iter().map(|i| i.estimated_docs).sum());

@@ -35,7 +35,7 @@ impl Step for Preflight {
         ));
         let (src, dst) = ctx.mongo().await?;
         let (sv, tv) = tokio::join!(src.version(), dst.version());
-        let items = jobs::select(&src, &Selection::default()).await?;
+        let items = jobs::select_retrying(&src, &Selection::default(), &ctx.cancel).await?;
         if items.is_empty() {
             return Err(Error::refused(format!(
                 "the source {} has no user databases to copy",

@@ -49,7 +49,7 @@ impl Step for Verify {
     async fn apply(&self, ctx: &mut Ctx<'_>) -> Result<Outcome> {
         let (src, dst) = ctx.mongo().await?;
         let sel = Selection::default();
-        let items = jobs::select(&src, &sel).await?;
+        let items = jobs::select_retrying(&src, &sel, &ctx.cancel).await?;
         let bars = ctx
             .operator
             .bars("verify", items.iter().map(|i| i.estimated_docs).sum());

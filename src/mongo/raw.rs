@@ -1,0 +1,373 @@
+//! Server replies kept whole, and the one memory budget every reader takes its share from.
+//!
+//! A reply is the driver's raw batch: one buffer, its documents slices of it, never copied one
+//! by one. Before asking the server for a reply, a reader takes from the process's budget
+//! three times the bytes it expects (the driver holds up to three copies of a reply while it
+//! reads and parses it), then keeps what the reply really holds. Inserts in flight take the
+//! driver's copies of their command from a second budget. Memory stays bounded however large
+//! the documents (up to 16 MiB each) and however many collections are read at once.
+
+use std::sync::{Arc, LazyLock};
+
+use futures_util::StreamExt;
+use mongodb::bson::{Document, RawDocument, RawDocumentBuf, doc};
+use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor};
+use mongodb::{Collection, error::Result as MongoResult};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The largest reply a server sends: a batch stops at 16 MiB, or holds one document of up to
+/// 16 MiB, plus the reply's own fields.
+pub const MAX_REPLY: usize = 16 * 1024 * 1024 + 16 * 1024;
+
+/// The reply size readers aim for when choosing how many documents to ask for.
+const TARGET_REPLY: usize = 4 * 1024 * 1024;
+
+/// The most documents asked for in one reply.
+pub const MAX_BATCH_DOCS: u32 = 2000;
+
+/// Bytes every reader of the process may hold at once (read but not yet written or hashed),
+/// the driver's own copies included.
+pub const BUDGET_BYTES: usize = 48 * 1024 * 1024;
+
+/// Bytes the driver may hold for inserts in flight (its copies of each command).
+pub const WRITE_BUDGET_BYTES: usize = 48 * 1024 * 1024;
+
+/// Copies of a reply the driver may hold while it receives it.
+const READ_COPIES: usize = 3;
+
+static BUDGET: LazyLock<Budget> = LazyLock::new(|| Budget::new(BUDGET_BYTES));
+
+static RETENTION: LazyLock<Budget> = LazyLock::new(|| Budget::new(BUDGET_BYTES / 2));
+
+static WRITES: LazyLock<Budget> = LazyLock::new(|| Budget::new(WRITE_BUDGET_BYTES));
+
+/// The budget of inserts in flight: the driver clones a command, serialises the clone into a
+/// message and copies that onto the wire, so an insert of `n` bytes holds `3n` more than the
+/// command itself until it is answered.
+pub fn writes() -> &'static Budget {
+    &WRITES
+}
+
+/// Makes the C allocator hand buffers of 8 MiB and more (large documents) back to the system
+/// when they are freed: glibc otherwise raises its mmap threshold after the first large free
+/// and keeps later 16 MiB replies in its heaps, where peak memory grows with fragmentation, not
+/// with the budget. Smaller replies stay in the heaps, which are trimmed only past 32 MiB free
+/// (trimming at every free re-faults the same pages: 2.7 s of system time in a 4 s verify).
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets tuning parameters of glibc's allocator; called before any
+    // thread is started, it races with nothing.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+    }
+}
+
+/// The process's memory budget, shared by every copy, sync and verify reader.
+pub fn budget() -> &'static Budget {
+    &BUDGET
+}
+
+/// Tickets for scans that keep replies while a merge waits on another scan: their replies
+/// together never take more than half the budget, so a scan that only hashes always finds
+/// memory to read with and merges cannot hold each other up.
+pub fn retention() -> &'static Budget {
+    &RETENTION
+}
+
+/// A byte budget (kept in KiB); a request larger than all of it takes all of it.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    sem: Arc<Semaphore>,
+    kib: usize,
+}
+
+impl Budget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Budget {
+        let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+        Budget {
+            sem: Arc::new(Semaphore::new(kib)),
+            kib,
+        }
+    }
+
+    fn units(&self, bytes: usize) -> u32 {
+        bytes
+            .div_ceil(1024)
+            .clamp(1, self.kib)
+            .min(u32::MAX as usize) as u32
+    }
+
+    /// Waits for `bytes` of the budget.
+    pub async fn take(&self, bytes: usize) -> Share {
+        // The semaphore is never closed, so this only fails if it were: then hold nothing.
+        Share(
+            self.sem
+                .clone()
+                .acquire_many_owned(self.units(bytes))
+                .await
+                .ok(),
+        )
+    }
+
+    /// `bytes` of the budget if they are free now.
+    pub fn try_take(&self, bytes: usize) -> Option<Share> {
+        self.sem
+            .clone()
+            .try_acquire_many_owned(self.units(bytes))
+            .ok()
+            .map(|p| Share(Some(p)))
+    }
+
+    /// KiB free now (for tests and debug logs).
+    pub fn free_kib(&self) -> usize {
+        self.sem.available_permits()
+    }
+}
+
+/// A share of the budget, given back when dropped.
+#[derive(Debug, Default)]
+pub struct Share(Option<OwnedSemaphorePermit>);
+
+impl Share {
+    /// Bytes it holds (a multiple of 1 KiB).
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.num_permits() * 1024)
+    }
+
+    /// Adds `other` to this share.
+    pub fn merge(&mut self, other: Share) {
+        match (&mut self.0, other.0) {
+            (Some(p), Some(o)) => p.merge(o),
+            (None, o) => self.0 = o,
+            (_, None) => {}
+        }
+    }
+
+    /// Splits off up to `bytes` (rounded up to KiB) into a share of its own.
+    pub fn split(&mut self, bytes: usize) -> Share {
+        let Some(p) = &mut self.0 else {
+            return Share(None);
+        };
+        let n = bytes.div_ceil(1024).min(p.num_permits());
+        if n == p.num_permits() {
+            return Share(self.0.take());
+        }
+        Share(p.split(n))
+    }
+
+    /// Gives back everything above `bytes`.
+    pub fn keep(&mut self, bytes: usize) {
+        let held = self.bytes();
+        if held > bytes {
+            let _ = self.split(held - bytes.div_ceil(1024) * 1024);
+        }
+    }
+}
+
+/// How a collection is read: documents per reply, and the reply size to expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadShape {
+    /// Documents asked for per reply.
+    pub batch_size: u32,
+    /// Bytes a reply may hold (an estimate that errs high).
+    pub expect: usize,
+}
+
+impl ReadShape {
+    /// The shape for documents of `avg` bytes on average (0: unknown): about 4 MiB a reply;
+    /// one document at a time when they are large, when a reply may be a 16 MiB document.
+    pub fn for_avg(avg: u64) -> ReadShape {
+        let avg = (avg as usize).max(64);
+        let batch_size = (TARGET_REPLY / avg).clamp(1, MAX_BATCH_DOCS as usize) as u32;
+        let expect = if batch_size <= 2 {
+            MAX_REPLY
+        } else {
+            (batch_size as usize * avg * 2).clamp(64 * 1024, MAX_REPLY)
+        };
+        ReadShape { batch_size, expect }
+    }
+}
+
+/// The empty document, for a slice that could not be read back (never expected: every slice
+/// was read from the reply when it arrived).
+static EMPTY: LazyLock<RawDocumentBuf> = LazyLock::new(RawDocumentBuf::new);
+
+/// One server reply and where its documents lie in it.
+pub struct Reply {
+    batch: RawBatch,
+    docs: Vec<(u32, u32)>,
+    /// The budget the reply's memory is counted in.
+    pub share: Share,
+}
+
+impl Reply {
+    fn new(batch: RawBatch, share: Share) -> MongoResult<Reply> {
+        let base = batch.as_raw_document().as_bytes().as_ptr() as usize;
+        let mut docs = Vec::new();
+        for v in batch.doc_slices()? {
+            let d = v?.as_document().ok_or_else(|| {
+                mongodb::error::Error::custom(
+                    "the server sent a batch entry that is not a document",
+                )
+            })?;
+            let at = d.as_bytes().as_ptr() as usize - base;
+            docs.push((at as u32, d.as_bytes().len() as u32));
+        }
+        Ok(Reply { batch, docs, share })
+    }
+
+    /// Documents in it.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// True when it holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// Bytes of the whole reply.
+    pub fn bytes(&self) -> usize {
+        self.batch.as_raw_document().as_bytes().len()
+    }
+
+    /// Document `i`.
+    pub fn doc(&self, i: usize) -> &RawDocument {
+        let all = self.batch.as_raw_document().as_bytes();
+        let slice = self
+            .docs
+            .get(i)
+            .and_then(|&(at, len)| all.get(at as usize..(at + len) as usize));
+        slice
+            .and_then(|s| RawDocument::from_bytes(s).ok())
+            .unwrap_or(&EMPTY)
+    }
+
+    /// Every document, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &RawDocument> {
+        (0..self.docs.len()).map(|i| self.doc(i))
+    }
+}
+
+/// A cursor read reply by reply, each reply's memory taken from the budget before it is
+/// asked for.
+pub struct Replies {
+    cursor: RawBatchCursor,
+    budget: &'static Budget,
+    shape: ReadShape,
+    /// The share taken for the next reply, when taken ahead.
+    pending: Option<Share>,
+    /// A reply is kept counted at this many times its size (a copy counts the batches made
+    /// from it too).
+    keep: usize,
+}
+
+impl Replies {
+    /// Runs `find` (sorted when `sort` is given) after taking the first reply's share.
+    pub async fn open(
+        coll: &Collection<RawDocumentBuf>,
+        filter: Document,
+        sort: Option<Document>,
+        shape: ReadShape,
+        keep: usize,
+    ) -> MongoResult<Replies> {
+        let budget = budget();
+        let pending = budget.take(READ_COPIES * shape.expect).await;
+        let mut find = coll.find(filter).batch_size(shape.batch_size);
+        if let Some(s) = sort {
+            find = find.sort(s);
+        }
+        let cursor = find.batch().await?;
+        Ok(Replies {
+            cursor,
+            budget,
+            shape,
+            pending: Some(pending),
+            keep: keep.max(1),
+        })
+    }
+
+    /// Opens a scan sorted by `_id`.
+    pub async fn by_id(
+        coll: &Collection<RawDocumentBuf>,
+        filter: Document,
+        shape: ReadShape,
+        keep: usize,
+    ) -> MongoResult<Replies> {
+        Replies::open(coll, filter, Some(doc! {"_id": 1}), shape, keep).await
+    }
+
+    /// Takes the next reply's share now if it is free; false when `next` would wait for memory
+    /// (a caller holding a batch it has not sent should send it first).
+    pub fn ready(&mut self) -> bool {
+        if self.pending.is_none() {
+            self.pending = self.budget.try_take(READ_COPIES * self.shape.expect);
+        }
+        self.pending.is_some()
+    }
+
+    /// The next reply, `None` at the end.
+    pub async fn next(&mut self) -> MongoResult<Option<Reply>> {
+        let mut share = match self.pending.take() {
+            Some(s) => s,
+            None => self.budget.take(READ_COPIES * self.shape.expect).await,
+        };
+        let Some(batch) = self.cursor.next().await.transpose()? else {
+            return Ok(None);
+        };
+        let actual = batch.as_raw_document().as_bytes().len();
+        let want = self.keep * actual;
+        if share.bytes() >= want {
+            share.keep(want);
+        } else if let Some(more) = self.budget.try_take(want - share.bytes()) {
+            share.merge(more);
+        }
+        // Expect the next reply as large as the largest so far (with room to grow): a smaller
+        // reply says nothing of the next document's size.
+        self.shape.expect = self.shape.expect.max((actual * 2).min(MAX_REPLY));
+        Reply::new(batch, share).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_aim_at_a_few_mib_and_read_large_documents_one_by_one() {
+        let small = ReadShape::for_avg(100);
+        assert_eq!(small.batch_size, MAX_BATCH_DOCS);
+        assert!(small.expect < MAX_REPLY);
+        let unknown = ReadShape::for_avg(0);
+        assert_eq!(unknown.batch_size, MAX_BATCH_DOCS);
+        let big = ReadShape::for_avg(3 * 1024 * 1024);
+        assert_eq!(big.batch_size, 1);
+        assert_eq!(big.expect, MAX_REPLY, "a reply may be a 16 MiB document");
+        let mid = ReadShape::for_avg(100 * 1024);
+        assert_eq!(mid.batch_size, 40);
+        assert_eq!(mid.expect, 40 * 100 * 1024 * 2);
+    }
+
+    #[tokio::test]
+    async fn shares_split_merge_and_give_back() {
+        let b = Budget::new(10 * 1024);
+        let mut s = b.take(6 * 1024).await;
+        assert_eq!(b.free_kib(), 4);
+        let part = s.split(2 * 1024);
+        assert_eq!((s.bytes(), part.bytes()), (4 * 1024, 2 * 1024));
+        drop(part);
+        assert_eq!(b.free_kib(), 6);
+        s.keep(1024);
+        assert_eq!(b.free_kib(), 9);
+        assert!(b.try_take(10 * 1024).is_none());
+        drop(s);
+        let all = b.take(1 << 40).await.bytes();
+        assert_eq!(
+            all,
+            10 * 1024,
+            "a request beyond the whole budget takes all of it"
+        );
+    }
+}
