@@ -19,16 +19,18 @@ use crate::engine::step::StepId;
 use crate::error::Result;
 use crate::world::World;
 
-/// The steps a strategy runs, in order.
+/// The steps a strategy runs, in order. The secret and the new revision change nothing the
+/// running app uses, so they come before the freeze: the app is read-only only for what must
+/// happen then (sync, verify, the cutover), never while IAM and ECS calls are made.
 pub fn order(strategy: Strategy) -> &'static [StepId] {
     use StepId::*;
     match strategy {
         Strategy::TwoPass => &[
-            Preflight, Copy, CatchUp, Freeze, Sync, Verify, Secret, Register, Deploy, Cleanup,
+            Preflight, Copy, CatchUp, Secret, Register, Freeze, Sync, Verify, Deploy, Cleanup,
         ],
         // `sync` runs there only when a resume must catch up after an unlock.
         Strategy::FreezeFirst => &[
-            Preflight, Freeze, Copy, Sync, Verify, Secret, Register, Deploy, Cleanup,
+            Preflight, Secret, Register, Freeze, Copy, Sync, Verify, Deploy, Cleanup,
         ],
     }
 }
