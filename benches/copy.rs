@@ -160,6 +160,15 @@ async fn raw_insert(client: &Client, set: &Set) -> (u64, u64, f64) {
     (docs, bytes, secs)
 }
 
+/// Lets the target finish what the last run left (a checkpoint, dropped collections) before
+/// the next measurement starts, so no run pays for the one before it.
+fn settle(dst: &Client) {
+    tokio::runtime::Handle::current().block_on(async {
+        let _ = dst.database("admin").run_command(doc! {"fsync": 1}).await;
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+}
+
 /// Runs the tool under /usr/bin/time -v; returns (seconds, peak RSS in KiB, JSON output).
 pub fn timed(args: &[&str]) -> (f64, u64, serde_json::Value) {
     let bin = std::env::var("EFS2ATLAS_BIN").unwrap_or_else(|_| "target/release/efs2atlas".into());
@@ -243,10 +252,12 @@ async fn measure(src: &Client, dst: &Client, uris: (&str, &str), set: &Set) {
             let work = std::env::temp_dir().join("efs2atlas-bench-peers");
             std::fs::create_dir_all(&work).unwrap();
             eprintln!("bench: mongodump / mongorestore on {}", set.name);
-            peers::measure(&tools, src_uri, dst_uri, set.db, &work)
+            let settle = || tokio::task::block_in_place(|| settle(dst));
+            peers::measure(&tools, (src_uri, dst_uri), set.db, &work, &settle)
         }
         _ => vec![],
     };
+    tokio::task::block_in_place(|| settle(dst));
     let (cs, crss, vs, vrss, cd, cb) = tool_runs(src_uri, dst_uri, set);
     let (td, tb, ts) = raw_scan(dst, set).await;
     println!(

@@ -72,8 +72,15 @@ fn run(name: &'static str, stages: &[String], work: &Path) -> PeerRun {
 }
 
 /// Every peer measurement of database `db`: dump alone (to a file), restore alone (from it),
-/// then the pipe as users run it and tuned. Each restore replaces `db` on the target.
-pub fn measure(tools: &Path, src: &str, dst: &str, db: &str, work: &Path) -> Vec<PeerRun> {
+/// then the pipe as users run it and tuned. Each restore replaces `db` on the target; `settle`
+/// runs before each measurement.
+pub fn measure(
+    tools: &Path,
+    (src, dst): (&str, &str),
+    db: &str,
+    work: &Path,
+    settle: &dyn Fn(),
+) -> Vec<PeerRun> {
     let dump = tools.join("mongodump").display().to_string();
     let restore = tools.join("mongorestore").display().to_string();
     let archive = work.join("peer.archive").display().to_string();
@@ -89,20 +96,25 @@ pub fn measure(tools: &Path, src: &str, dst: &str, db: &str, work: &Path) -> Vec
     let restore_tuned = format!(
         "{restore} --quiet --uri {dst} --nsInclude {ns} --drop -j 4 --numInsertionWorkersPerCollection 4 --archive"
     );
-    let runs = vec![
-        run("mongodump (to a file)", &[dump_to_file], work),
-        run("mongorestore (from the file)", &[restore_file], work),
-        run(
+    let plan: [(&'static str, Vec<String>); 4] = [
+        ("mongodump (to a file)", vec![dump_to_file]),
+        ("mongorestore (from the file)", vec![restore_file]),
+        (
             "mongodump | mongorestore",
-            &[dump_default, restore_default],
-            work,
+            vec![dump_default, restore_default],
         ),
-        run(
+        (
             "mongodump -j4 | mongorestore -j4 -w4",
-            &[dump_tuned, restore_tuned],
-            work,
+            vec![dump_tuned, restore_tuned],
         ),
     ];
+    let runs = plan
+        .into_iter()
+        .map(|(name, stages)| {
+            settle();
+            run(name, &stages, work)
+        })
+        .collect();
     let _ = std::fs::remove_file(&archive);
     runs
 }
