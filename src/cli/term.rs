@@ -37,22 +37,44 @@ impl Terminal {
     }
 }
 
-/// Prompts on stderr and reads one line from a terminal; without a terminal, refuses.
+/// Prompts on stderr and reads one line from a terminal; without a terminal, refuses. Ctrl-C
+/// or SIGTERM while it waits returns "interrupted" at once (the line is read on a thread of its
+/// own, so a blocked read never holds the answer back).
 fn read_answer(question: &str, hint: &str, what: &str) -> Result<String> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::refused(format!(
             "{question} — this needs {what}, but there is no terminal to ask on; re-run with --yes to accept"
         )));
     }
+    crate::cancel::listen_for_signals();
     let mut err = std::io::stderr();
     let _ = write!(err, "{question} {hint} ");
     let _ = err.flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::io("reading the answer", e))?;
-    Ok(line.trim().to_string())
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+    });
+    loop {
+        if crate::cancel::signalled() {
+            let _ = writeln!(err);
+            return Err(Error::interrupted("interrupted at the question"));
+        }
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(read) => {
+                return read
+                    .map(|l| l.trim().to_string())
+                    .map_err(|e| Error::io("reading the answer", e));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::other(
+                    "the terminal closed while a question was asked",
+                ));
+            }
+        }
+    }
 }
 
 impl Operator for Terminal {

@@ -6,7 +6,7 @@ use crate::commands::{Done, Output};
 use crate::engine::context::MONGO_CONNECT_TIMEOUT;
 use crate::engine::journal::{Journal, SharedJournal};
 use crate::engine::lock::JournalLock;
-use crate::engine::operator::{Operator, Progress};
+use crate::engine::operator::{Operator, Progress, ask_first};
 use crate::error::{Error, Result, exit};
 use crate::mongo::Mongo;
 use crate::mongo::copy::{self, CopyOptions};
@@ -141,7 +141,7 @@ pub async fn copy(d: &DataOptions, drop: bool, path: &Path, op: &dyn Operator) -
             dst.uri.redacted(),
             names.join(", ")
         );
-        if !op.confirm(&q)? {
+        if !ask_first(op, &q)? {
             return Err(Error::refused("not confirmed; nothing was changed"));
         }
     }

@@ -7,7 +7,7 @@ use crate::commands::{Done, Output, discover_and_plan};
 use crate::engine::context::Ctx;
 use crate::engine::journal::{Journal, SharedJournal};
 use crate::engine::lock::JournalLock;
-use crate::engine::operator::Operator;
+use crate::engine::operator::{Operator, ask_first};
 use crate::engine::options::{RunOptions, Strategy, TargetOptions};
 use crate::engine::plan::model::Plan;
 use crate::engine::runner;
@@ -112,11 +112,14 @@ pub async fn migrate(
         Error::usage("--source-uri is required: efs2atlas must reach the mongo container's database, usually through a tunnel (see docs/guide.md), e.g. --source-uri mongodb://127.0.0.1:27017")
     })?;
     let target = run.target.clone().unwrap_or_else(|| t.plan.atlas.clone());
-    if !op.confirm(&format!(
-        "Migrate service {} to {} with the plan above?",
-        plan.service,
-        t.plan.atlas.redacted()
-    ))? {
+    if !ask_first(
+        op,
+        &format!(
+            "Migrate service {} to {} with the plan above?",
+            plan.service,
+            t.plan.atlas.redacted()
+        ),
+    )? {
         return Err(Error::refused("not confirmed; nothing was changed"));
     }
     let journal = new_journal(&world, &plan, t, (&source, &target), &run.journal)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::aws::{Aws, AwsOptions};
 use crate::cancel::Cancel;
 use crate::commands::{Done, Output};
-use crate::engine::operator::Operator;
+use crate::engine::operator::{Operator, ask_first};
 use crate::error::{Error, Result, exit};
 
 /// Returns service `service` to the last revision with its mongo container.
@@ -24,7 +24,7 @@ pub async fn rollback(
         t.target,
         t.file_systems.join(", ")
     ));
-    if !op.confirm(&format!("Roll service {service} back to {}?", t.target))? {
+    if !ask_first(op, &format!("Roll service {service} back to {}?", t.target))? {
         return Err(Error::refused("not confirmed; nothing was changed"));
     }
     let cancel = Cancel::new();

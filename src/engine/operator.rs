@@ -4,7 +4,7 @@
 
 use crate::deploy::DeployObserver;
 use crate::engine::plan::model::Plan;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mongo::observe::Observer;
 use crate::mongo::verify::VerifyReport;
 use crate::world::World;
@@ -33,4 +33,15 @@ pub trait Operator: Send + Sync {
     fn bars(&self, label: &str, total_docs: u64) -> Box<dyn Progress>;
     /// Progress for a wait with no count (a deployment).
     fn spinner(&self, label: &str) -> Box<dyn Progress>;
+}
+
+/// A question asked before anything changed: Ctrl-C at it says so (and exits "interrupted").
+pub fn ask_first(op: &dyn Operator, question: &str) -> Result<bool> {
+    op.confirm(question).map_err(|e| {
+        if e.is_interrupted() {
+            Error::interrupted("interrupted at the question; nothing was changed")
+        } else {
+            e
+        }
+    })
 }

@@ -62,7 +62,9 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
         Ok(Outcome::Skipped(note)) => (StepStatus::Skipped, note),
         Err(e) if e.is_interrupted() => {
             ctx.journal.flush()?;
-            return Err(interrupted(step, journal_path, ctx));
+            // What the step says of where it stopped (at a question, say) goes first.
+            let said = Some(e.message.as_str()).filter(|m| !m.starts_with("interrupted;"));
+            return Err(interrupted_with(step, journal_path, ctx, said));
         }
         Err(e) => {
             let _ = ctx.update(|s| {
@@ -104,8 +106,13 @@ fn failed(e: Error, step: StepId, journal_path: &str, locked: bool) -> Error {
 }
 
 fn interrupted(step: StepId, journal: &str, ctx: &Ctx<'_>) -> Error {
+    interrupted_with(step, journal, ctx, None)
+}
+
+fn interrupted_with(step: StepId, journal: &str, ctx: &Ctx<'_>, said: Option<&str>) -> Error {
+    let said = said.map(|s| format!(" ({s})")).unwrap_or_default();
     Error::interrupted(format!(
-        "interrupted during step {step}; progress is saved. Continue with `efs2atlas resume --journal {journal}`{}",
+        "interrupted during step {step}{said}; progress is saved. Continue with `efs2atlas resume --journal {journal}`{}",
         if ctx.source_locked() {
             " (the source is still write-locked)"
         } else {

@@ -3,15 +3,12 @@
 //! the document written after the restart is in the target after the cutover: efs2atlas froze,
 //! synced and verified again before deploying.
 
-use std::io::{Read, Write};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Document, doc};
 
-use crate::common::{atlas_uri, clean};
 use crate::migrate::{Setup, assert_migrated, secrets, setup, spawn};
+use crate::pty::Pty;
 
 /// Writes one document to the source as the old app would; returns its `_id`.
 async fn app_writes(s: &Setup, id: &str) {
@@ -98,95 +95,6 @@ async fn a_source_restart_during_sync_is_caught_before_the_cutover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_restart_during_verify_is_caught_before_the_cutover() {
     restart_during("verify").await;
-}
-
-/// A migrate in a pseudo-terminal (util-linux `script`), so its questions are asked for real.
-struct Pty {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    seen: usize,
-}
-
-impl Pty {
-    fn start(s: &Setup) -> Pty {
-        let q = |x: &str| format!("'{x}'");
-        let cmd = [
-            env!("CARGO_BIN_EXE_efs2atlas"),
-            "migrate",
-            "--cluster",
-            &s.fx.cluster,
-            "--service",
-            &s.fx.service,
-            "--journal",
-            &s.journal(),
-            "--deploy-timeout",
-            "20s",
-        ]
-        .iter()
-        .map(|a| q(a))
-        .collect::<Vec<_>>()
-        .join(" ");
-        let mut c = clean("script");
-        c.args(["-qfec", &cmd, "/dev/null"])
-            .env("TERM", "xterm")
-            .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
-            .env("EFS2ATLAS_SOURCE_URI", s.src.uri())
-            .env("EFS2ATLAS_TARGET_URI", s.target_uri())
-            .envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = c.spawn().expect("script (util-linux)");
-        let mut stdout = child.stdout.take().unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Pty {
-            child,
-            out,
-            seen: 0,
-        }
-    }
-
-    /// Waits until `text` appears after what was already matched; returns the output up to it.
-    async fn expect(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            {
-                let out = self.out.lock().unwrap();
-                if let Some(i) = out[self.seen..].find(text) {
-                    let upto = out[self.seen..self.seen + i + text.len()].to_string();
-                    self.seen += i + text.len();
-                    return upto;
-                }
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("migrate exited ({st}) before {text:?}:\n{}", self.all());
-            }
-            assert!(Instant::now() < deadline, "no {text:?} in:\n{}", self.all());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn all(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,9 +19,11 @@ mod migrate;
 #[path = "../support/mongod.rs"]
 mod mongod;
 mod plan;
+mod prompts;
 mod props;
 #[path = "../support/proxy.rs"]
 mod proxy;
+mod pty;
 mod shape;
 #[path = "../support/shaper.rs"]
 mod shaper;

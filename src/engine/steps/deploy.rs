@@ -81,10 +81,20 @@ async fn cut_over(ctx: &mut Ctx<'_>, st: &MigrateState, new: &str) -> Result<Opt
             )
         })
         .unwrap_or_default();
-    if !ctx.operator.confirm(&format!(
+    let answer = ctx.operator.confirm(&format!(
         "Cut over: deploy {new} to service {} now?{read_only}",
         st.service
-    ))? {
+    ));
+    // Stopped at the question: the app must not stay read-only behind a question nobody answers.
+    if let Err(e) = &answer
+        && e.is_interrupted()
+    {
+        ctx.unfreeze("interrupted at the cutover question").await;
+        return Err(Error::interrupted(
+            "interrupted at the cutover question; nothing was deployed, the service still runs the old revision",
+        ));
+    }
+    if !answer? {
         ctx.unfreeze("the cutover was declined").await;
         return Err(Error::refused(
             "cutover not confirmed; the service still runs the old revision",

@@ -86,10 +86,12 @@ impl Step for Freeze {
             "WARNING: the write freeze is NOT confirmed: {}",
             out.detail
         ));
-        if !ctx.operator.confirm(
+        let answer = ctx.operator.confirm(
             "Continue without a confirmed write freeze (writes made from now on may be lost)?",
-        )? {
+        );
+        if !answer.as_ref().is_ok_and(|yes| *yes) {
             ctx.unfreeze("the freeze was not confirmed").await;
+            answer?;
             return Err(Error::refused(
                 "stopped: the write freeze could not be confirmed",
             ));
