@@ -343,6 +343,10 @@ pub struct ResumeArgs {
     /// Answer yes to every question.
     #[arg(long)]
     pub yes: bool,
+    /// Drop target collections that already hold data (when preflight refused them); the
+    /// collections this migration already copied are kept.
+    #[arg(long)]
+    pub drop: bool,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,

@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 atlas: uri("--atlas-uri", a.atlas_uri.as_ref())?,
                 source: uri("--source-uri", a.source_uri.as_ref())?,
                 target: uri("--target-uri", a.target_uri.as_ref())?,
+                drop: a.drop,
             };
             let term = Terminal::new(g, a.yes, a.json);
             commands::resume::resume(&aws, &a.journal, uris, &term).await?

@@ -146,7 +146,12 @@ pub async fn copy(d: &DataOptions, drop: bool, path: &Path, op: &dyn Operator) -
         }
     }
     let shared = SharedJournal::new(path.to_path_buf(), journal, JOURNAL_INTERVAL);
-    copy::check_targets(&dst, &items, &shared, drop).await?;
+    let busy = copy::busy_targets(&dst, &items, &shared, drop).await?;
+    copy::refuse_busy(&busy, |it| {
+        format!(
+            "Pass --drop to replace {it} (their data is lost), --ns-exclude to skip {it}, or copy into another database with --target-db"
+        )
+    })?;
     shared.flush()?;
     let (cancel, bars) = watch(op, &items, "copy");
     let opts = CopyOptions {

@@ -12,6 +12,7 @@ use crate::engine::options::{RunOptions, Strategy, TargetOptions};
 use crate::engine::plan::model::Plan;
 use crate::engine::runner;
 use crate::engine::state::MigrateState;
+use crate::engine::step::StepId;
 use crate::envmap::mask_uri_password;
 use crate::error::{Error, Result, exit};
 use crate::uri::MongoUri;
@@ -48,9 +49,30 @@ pub fn fingerprint(cluster: &str, service: &str, account: &str, region: &str) ->
     )
 }
 
-/// Refuses to start over a journal that records another run.
-fn refuse_existing(path: &Path) -> Result<()> {
+/// True when the journal's run stopped before it changed anything (at preflight): starting
+/// over is then as safe as resuming, and a user who fixed the cause by changing a flag
+/// (`--drop`) is not sent to `resume`.
+fn changed_nothing(j: &Journal) -> bool {
+    j.copy.collections.is_empty()
+        && j.migrate.as_ref().is_some_and(|m| {
+            m.freeze.is_none()
+                && m.secret_arn.is_none()
+                && m.new_task_definition.is_none()
+                && m.steps.keys().all(|s| *s == StepId::Preflight)
+        })
+}
+
+/// Refuses to start over a journal that records another run (one that changed nothing is
+/// replaced, saying so).
+fn refuse_existing(path: &Path, op: &dyn Operator) -> Result<()> {
     match Journal::load(path)? {
+        Some(j) if changed_nothing(&j) => {
+            op.notice(&format!(
+                "journal {} records a migration that stopped at preflight, before changing anything: starting over",
+                path.display()
+            ));
+            Ok(())
+        }
         Some(j) if j.migrate.as_ref().is_some_and(|m| m.finished) => Err(Error::refused(format!(
             "journal {} records a finished migration; move it aside (or pass --journal) to start another",
             path.display()
@@ -83,7 +105,7 @@ pub async fn migrate(
         None
     } else {
         let lock = JournalLock::acquire(&run.journal, "migrate")?;
-        refuse_existing(&run.journal)?;
+        refuse_existing(&run.journal, op)?;
         Some(lock)
     };
     let aws = Aws::load(aws).await?;

@@ -25,6 +25,8 @@ pub struct ResumeUris {
     pub source: Option<MongoUri>,
     /// `--target-uri`.
     pub target: Option<MongoUri>,
+    /// `--drop`: replace target collections that hold data (this migration's own are kept).
+    pub drop: bool,
 }
 
 /// `efs2atlas resume`.
@@ -46,6 +48,10 @@ pub async fn resume(
             path.display()
         ));
         return status(path);
+    }
+    if uris.drop && !st.settings.drop {
+        op.notice("--drop: target collections that hold data will be replaced (those this migration copied are kept)");
+        st.settings.drop = true;
     }
     if let Some(why) = catch_up_after_unlock(st) {
         op.notice(why);

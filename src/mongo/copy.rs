@@ -107,14 +107,14 @@ pub struct CopyReport {
 }
 
 /// Proves the target user may create, write, index and drop in every target database, then
-/// refuses to write into target collections that already hold documents, unless `--drop` or
-/// this journal already started them.
-pub async fn check_targets(
+/// lists the target collections that already hold documents (or a view of the same name),
+/// leaving out those `--drop` replaces and those this journal already started.
+pub async fn busy_targets(
     dst: &Mongo,
     items: &[Item],
     journal: &dyn ProgressStore,
     drop: bool,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let mut dbs: Vec<String> = items.iter().map(|i| i.target.db.clone()).collect();
     dbs.sort();
     dbs.dedup();
@@ -149,14 +149,19 @@ pub async fn check_targets(
             busy.push(it.target.to_string());
         }
     }
+    Ok(busy)
+}
+
+/// The refusal for target collections that hold data; `what_to_do` is told "it" or "them"
+/// and names what the command at hand accepts.
+pub fn refuse_busy(busy: &[String], what_to_do: impl Fn(&str) -> String) -> Result<()> {
     if busy.is_empty() {
         return Ok(());
     }
     Err(Error::refused(format!(
-        "the target already holds data in {}; efs2atlas will not write into it. Pass --drop to replace {} (their data is lost), --ns-exclude to skip {}, or copy into another database with --target-db",
+        "the target already holds data in {}; efs2atlas will not write into it. {}",
         busy.join(", "),
-        if busy.len() == 1 { "it" } else { "them" },
-        if busy.len() == 1 { "it" } else { "them" },
+        what_to_do(if busy.len() == 1 { "it" } else { "them" })
     )))
 }
 

@@ -9,6 +9,7 @@ mod badjournal;
 mod chaos;
 mod cleanup;
 mod data;
+mod deadends;
 mod ecs;
 mod errors;
 mod failover;

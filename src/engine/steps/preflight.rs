@@ -45,7 +45,13 @@ impl Step for Preflight {
         if ctx.settings.freeze == FreezeMode::FsyncLock {
             crate::mongo::access::check_source_can_freeze(&src).await?;
         }
-        crate::mongo::copy::check_targets(&dst, &items, &ctx.journal, ctx.settings.drop).await?;
+        let busy =
+            crate::mongo::copy::busy_targets(&dst, &items, &ctx.journal, ctx.settings.drop).await?;
+        crate::mongo::copy::refuse_busy(&busy, |it| {
+            format!(
+                "Nothing was changed: run `efs2atlas migrate` again with --drop (or `efs2atlas resume --drop`) to replace {it} (their data is lost), or empty {it} on the target first"
+            )
+        })?;
         let docs: u64 = items.iter().map(|i| i.estimated_docs).sum();
         let size: i64 = src.list_databases().await?.iter().filter_map(|d| d.1).sum();
         // A rough guide only: the real rate depends on the link to Atlas (scripts/bench measures it).
