@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::GlobalArgs;
 use crate::cli::render;
 use crate::deploy::DeployObserver;
-use crate::engine::operator::{Operator, Progress};
+use crate::engine::operator::{Operator, Progress, Typed};
 use crate::engine::plan::model::Plan;
 use crate::error::{Error, Result};
 use crate::mongo::observe::Observer;
@@ -86,11 +86,15 @@ impl Operator for Terminal {
         Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
     }
 
-    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool> {
+    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<Typed> {
         if self.yes {
-            return Ok(true);
+            return Ok(Typed::Confirmed);
         }
-        Ok(read_answer(question, "", "an answer")?.trim() == expected)
+        Ok(match read_answer(question, "", "an answer")?.trim() {
+            "" => Typed::Nothing,
+            t if t == expected => Typed::Confirmed,
+            _ => Typed::Other,
+        })
     }
 
     fn notice(&self, message: &str) {

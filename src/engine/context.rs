@@ -41,6 +41,8 @@ pub enum Outcome {
     /// The step sent the run back (it forgot earlier steps): the runner forgets this step's
     /// record and runs the first unfinished step next.
     Again,
+    /// The operator kept it for later: the run ends here, `resume` offers it again.
+    Pending(String),
 }
 
 /// One step of a migration: described in the plan, then checked and applied by the runner.

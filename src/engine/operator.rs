@@ -15,12 +15,23 @@ pub trait Progress: Observer + DeployObserver {
     fn done(&self);
 }
 
+/// What the operator typed at a [`Operator::type_to_confirm`] question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Typed {
+    /// The expected text (or `--yes`).
+    Confirmed,
+    /// Nothing: keep it for now.
+    Nothing,
+    /// Something else (a typo, another id).
+    Other,
+}
+
 /// The one who runs the migration.
 pub trait Operator: Send + Sync {
     /// A yes/no question; `Ok(false)` is "no". Refuses (an error) when it cannot be asked.
     fn confirm(&self, question: &str) -> Result<bool>;
     /// Asks the operator to type `expected` to go ahead with something irreversible.
-    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool>;
+    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<Typed>;
     /// A line of information (never secrets).
     fn notice(&self, message: &str);
     /// A failure worth a line of its own after other output.

@@ -10,7 +10,7 @@ use crate::engine::options::{FreezeMode, Strategy};
 use crate::engine::state::{
     CatchUpResult, CopyResult, MigrateState, StepRecord, SyncResult, VerifyResult,
 };
-use crate::engine::step::StepId;
+use crate::engine::step::{StepId, StepStatus};
 
 /// The freeze as reported.
 #[derive(Clone, Debug, Serialize)]
@@ -62,6 +62,8 @@ pub struct MigrationReport {
     pub freeze: Option<FreezeReport>,
     /// Each step's record, in the order they run.
     pub steps: BTreeMap<StepId, StepRecord>,
+    /// Steps the operator kept for later (`step: what and how to finish it`).
+    pub pending: Vec<String>,
     /// The journal file.
     pub journal: String,
 }
@@ -97,6 +99,12 @@ impl MigrationReport {
                 refreezes: st.refreezes,
             }),
             steps: st.steps.clone(),
+            pending: st
+                .steps
+                .iter()
+                .filter(|(_, r)| r.status == StepStatus::Pending)
+                .map(|(id, r)| format!("{id}: {}", r.note))
+                .collect(),
             journal: journal.to_string(),
         }
     }

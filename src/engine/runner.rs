@@ -19,24 +19,32 @@ pub async fn execute(mut ctx: Ctx<'_>) -> Result<(Plan, MigrationReport)> {
     let order: Vec<StepId> = ctx.plan.steps.iter().map(|s| s.id).collect();
     // Each round runs the first unfinished step: a step may send the run back (the cutover
     // fence forgets freeze, sync and verify when the freeze no longer holds).
+    let mut pending = false;
     while let Some(step) = ctx.state()?.next_step(&order) {
         if ctx.cancel.is_cancelled() {
             return Err(interrupted(step, &journal_path, &ctx));
         }
-        run_one(&mut ctx, step, &journal_path).await?;
+        if run_one(&mut ctx, step, &journal_path).await? == StepStatus::Pending {
+            // Kept for later: the run ends here; `resume` offers the step again.
+            pending = true;
+            break;
+        }
     }
     ctx.update(|s| {
-        s.finished = true;
+        s.finished = !pending;
         s.end_freeze_clock();
     })?;
     // The ledgers hold `_id`s of the app's data; nothing needs them once the app runs on Atlas.
-    let _ = std::fs::remove_dir_all(ctx.journal.ledger_path());
+    if ctx.state()?.step_is(StepId::Deploy, StepStatus::Done) {
+        let _ = std::fs::remove_dir_all(ctx.journal.ledger_path());
+    }
     let report = MigrationReport::new(&ctx.state()?, &journal_path);
     Ok((ctx.plan, report))
 }
 
-/// Runs one step and journals how it ended.
-async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<()> {
+/// Runs one step and journals how it ended (its status, or `Running` when it sent the run
+/// back).
+async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<StepStatus> {
     let started = Instant::now();
     let started_at = now();
     let record = |status, note: String| StepRecord {
@@ -57,10 +65,20 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
     })?;
     tracing::info!("step {step}");
     let (status, note) = match steps::run(step, ctx).await {
-        Ok(Outcome::Again) => return ctx.update(|s| drop(s.steps.remove(&step))),
+        Ok(Outcome::Again) => {
+            ctx.update(|s| drop(s.steps.remove(&step)))?;
+            return Ok(StepStatus::Running);
+        }
         Ok(Outcome::Done(note)) => (StepStatus::Done, note),
         Ok(Outcome::Skipped(note)) => (StepStatus::Skipped, note),
+        Ok(Outcome::Pending(note)) => (StepStatus::Pending, note),
         Err(e) if e.is_interrupted() => {
+            let _ = ctx.update(|s| {
+                drop(
+                    s.steps
+                        .insert(step, record(StepStatus::Interrupted, e.message.clone())),
+                )
+            });
             ctx.journal.flush()?;
             // What the step says of where it stopped (at a question, say) goes first.
             let said = Some(e.message.as_str()).filter(|m| !m.starts_with("interrupted;"));
@@ -85,7 +103,8 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
             s.end_freeze_clock();
         }
         s.steps.insert(step, record(status, note));
-    })
+    })?;
+    Ok(status)
 }
 
 /// A step's error with what to do next.

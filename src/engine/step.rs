@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One step of a migration. The plan decides which run, in which order.
+/// One step of a migration, declared in the order two-pass runs them (reports list step times
+/// in this order). The plan decides which run, in which order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepId {
@@ -13,16 +14,16 @@ pub enum StepId {
     Copy,
     /// Check Atlas against the ledger and sync in rounds, with writes live.
     CatchUp,
+    /// Store the Atlas credentials in Secrets Manager.
+    Secret,
+    /// Register the task definition without the mongo container.
+    Register,
     /// Stop writes on the source.
     Freeze,
     /// Patch what changed during the bulk copy.
     Sync,
     /// Compare both sides, byte for byte.
     Verify,
-    /// Store the Atlas credentials in Secrets Manager.
-    Secret,
-    /// Register the task definition without the mongo container.
-    Register,
     /// Cut over: update the service and wait for steady state.
     Deploy,
     /// Delete the EFS file system, its mount targets and security group.
@@ -66,6 +67,10 @@ pub enum StepStatus {
     Skipped,
     /// Stopped with an error; `resume` runs it again.
     Failed,
+    /// Kept for later by the operator (a clean-up not confirmed); `resume` offers it again.
+    Pending,
+    /// Stopped by Ctrl-C or SIGTERM; `resume` runs it again.
+    Interrupted,
 }
 
 impl StepStatus {
@@ -81,6 +86,8 @@ impl StepStatus {
             StepStatus::Done => "done",
             StepStatus::Skipped => "skipped",
             StepStatus::Failed => "failed",
+            StepStatus::Pending => "pending",
+            StepStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -110,6 +117,8 @@ mod tests {
             StepStatus::Done,
             StepStatus::Skipped,
             StepStatus::Failed,
+            StepStatus::Pending,
+            StepStatus::Interrupted,
         ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.name());
         }

@@ -54,3 +54,47 @@ async fn ctrl_c_at_the_cutover_question_unlocks_the_source_then_resume_finishes(
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_migrated(&s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_file_system_id_asks_again_and_a_kept_efs_stays_pending_until_resume() {
+    let s = setup(200).await;
+    let mut pty = Pty::start(&s);
+    pty.expect("with the plan above?").await;
+    pty.send("y");
+    pty.expect("Cut over: deploy").await;
+    pty.expect("until you answer").await;
+    pty.send("y");
+    pty.expect("Type the file system id").await;
+    pty.send("fs-typo");
+    pty.expect("2 more tries").await;
+    pty.expect("Type the file system id").await;
+    pty.send("");
+    let code = pty.exit_code().await;
+    let out = pty.all();
+    assert_eq!(code, Some(0), "the app runs on Atlas: {out}");
+    assert!(out.contains("PENDING  cleanup: kept EFS"), "{out}");
+    assert!(out.contains("efs2atlas resume --journal"), "{out}");
+    let j = s.journal_json();
+    assert_eq!(
+        j["migrate"]["steps"]["cleanup"]["status"], "pending",
+        "{j:#}"
+    );
+    assert_eq!(j["migrate"]["finished"], false);
+
+    let status = s.acct.run_env(&["status", "--journal", &s.journal()], &[]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("cleanup") && status.stdout.contains("pending"),
+        "{}",
+        status.stdout
+    );
+    assert!(!status.stdout.contains("finished."), "{}", status.stdout);
+
+    // Later, resume offers the clean-up again (--yes answers it) and finishes.
+    let r = tokio::task::block_in_place(|| s.resume());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = s.journal_json();
+    assert_eq!(j["migrate"]["steps"]["cleanup"]["status"], "done", "{j:#}");
+    assert_eq!(j["migrate"]["finished"], true);
+    assert_migrated(&s).await;
+}

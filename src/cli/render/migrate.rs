@@ -11,7 +11,18 @@ use crate::units::bytes;
 /// The migration's final report as text.
 pub fn report_text(r: &MigrationReport) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "\nMigration of {} ({}) finished.", r.service, r.cluster);
+    if r.pending.is_empty() {
+        let _ = writeln!(o, "\nMigration of {} ({}) finished.", r.service, r.cluster);
+    } else {
+        let _ = writeln!(
+            o,
+            "\nMigration of {} ({}): the service runs the new revision; kept for later:",
+            r.service, r.cluster
+        );
+        for p in &r.pending {
+            let _ = writeln!(o, "  PENDING  {p}");
+        }
+    }
     let _ = writeln!(o, "  old task definition   {}", r.old_task_definition);
     let _ = writeln!(
         o,
@@ -137,8 +148,9 @@ pub fn status_text(j: &Journal) -> String {
                 .unwrap_or(("pending", ""));
             let _ = writeln!(o, "  {:<10} {st:<8} {note}", step.name());
         }
-        if m.finished {
-            o.push_str(&report_text(&MigrationReport::new(m, "")));
+        let report = MigrationReport::new(m, "");
+        if m.finished || !report.pending.is_empty() {
+            o.push_str(&report_text(&report));
         } else {
             let _ = writeln!(o, "not finished: `efs2atlas resume` continues");
         }

@@ -4,6 +4,7 @@
 
 use crate::cleanup::{self, CleanupOptions};
 use crate::engine::context::{Check, Ctx, Outcome, Step};
+use crate::engine::operator::Typed;
 use crate::engine::plan::model::{Action, Plan, PlannedStep};
 use crate::engine::step::{StepId, StepStatus};
 use crate::error::Result;
@@ -75,6 +76,29 @@ fn actions(plan: &Plan, world: &World) -> Vec<Action> {
     out
 }
 
+/// Times a mistyped id is asked again before the clean-up is kept for later.
+const TRIES: usize = 3;
+
+/// Asks for the file system id: typed right, delete; nothing typed, keep it for now; mistyped,
+/// ask again ([`TRIES`] in all).
+fn confirm_delete(ctx: &Ctx<'_>, fs: &str) -> Result<bool> {
+    for left in (0..TRIES).rev() {
+        let question = format!(
+            "Type the file system id {fs} to delete it (irreversible), or press Enter to keep it for now:"
+        );
+        match ctx.operator.type_to_confirm(&question, fs)? {
+            Typed::Confirmed => return Ok(true),
+            Typed::Nothing => return Ok(false),
+            Typed::Other if left > 0 => ctx.operator.notice(&format!(
+                "that is not {fs}; {left} more {}",
+                if left == 1 { "try" } else { "tries" }
+            )),
+            Typed::Other => {}
+        }
+    }
+    Ok(false)
+}
+
 impl Step for Cleanup {
     const ID: StepId = StepId::Cleanup;
 
@@ -114,12 +138,10 @@ impl Step for Cleanup {
             ));
         }
         for fs in &target.file_systems {
-            let question = format!(
-                "Type the file system id {fs} to delete it (irreversible), anything else to keep it:"
-            );
-            if !ctx.operator.type_to_confirm(&question, fs)? {
-                return Ok(Outcome::Skipped(format!(
-                    "kept EFS {fs} (not confirmed); nothing was deleted"
+            if !confirm_delete(ctx, fs)? {
+                return Ok(Outcome::Pending(format!(
+                    "kept EFS {fs} for now; nothing was deleted. When you are ready, `efs2atlas resume --journal {}` asks again",
+                    ctx.journal.path().display()
                 )));
             }
         }
