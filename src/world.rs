@@ -47,6 +47,20 @@ pub struct World {
     pub efs_users: Vec<EfsUser>,
     /// The source MongoDB, when `--source-uri` was given.
     pub source: Option<SourceInfo>,
+    /// Where efs2atlas would write, when `plan` or `--dry-run` was given `--target-uri`.
+    pub target: Option<TargetInfo>,
+}
+
+/// What `plan` found on the target (read only: nothing is written).
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetInfo {
+    /// The URI, redacted.
+    pub uri: String,
+    /// Server version from buildInfo.
+    pub version: Option<String>,
+    /// Target collections the copy would write into that already hold data (checked only
+    /// when the source was given too).
+    pub busy: Vec<String>,
 }
 
 /// The ECS service and how it runs.
@@ -144,6 +158,9 @@ pub struct TaskDefInfo {
     pub containers: Vec<ContainerInfo>,
     /// Volumes.
     pub volumes: Vec<VolumeInfo>,
+    /// The revision this one replaces, when efs2atlas registered it (its `efs2atlas:replaces`
+    /// tag).
+    pub replaces: Option<String>,
 }
 
 /// A container definition, secrets redacted.

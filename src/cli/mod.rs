@@ -106,6 +106,7 @@ pub struct TargetArgs {
     )]
     pub atlas_uri: Secret,
     /// How efs2atlas reaches the source Mongo (e.g. through a tunnel: mongodb://127.0.0.1:27017).
+    /// Required by `migrate`; `plan` without it does not check the source (and says so).
     #[arg(
         long,
         value_name = "URI",
@@ -141,6 +142,20 @@ pub struct PlanArgs {
     /// What to migrate.
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Where efs2atlas would write (the Atlas URI, or how you reach it): checked reachable and,
+    /// with --source-uri, empty where the copy writes. Read only; without it the target is not
+    /// checked.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "EFS2ATLAS_TARGET_URI",
+        hide_env_values = true,
+        value_parser = secret_arg
+    )]
+    pub target_uri: Option<Secret>,
+    /// Plan as `migrate --drop` would: target collections that hold data are replaced.
+    #[arg(long)]
+    pub drop: bool,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,

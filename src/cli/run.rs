@@ -20,7 +20,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let aws = aws_options(g);
     let done = match &cli.command {
         Command::Plan(a) => {
-            let t = target_options(&a.target, Settings::default())?;
+            let settings = Settings {
+                drop: a.drop,
+                ..Settings::default()
+            };
+            let mut t = target_options(&a.target, settings)?;
+            t.check_target = uri("--target-uri", a.target_uri.as_ref())?;
             commands::plan::plan(&aws, &t).await?
         }
         Command::Migrate(a) => {
@@ -30,12 +35,16 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 drop: a.drop,
                 ..Settings::default()
             };
-            let t = target_options(&a.target, settings)?;
+            let mut t = target_options(&a.target, settings)?;
             let run = RunOptions {
                 dry_run: a.dry_run,
                 journal: a.journal.clone(),
                 target: uri("--target-uri", a.target_uri.as_ref())?,
             };
+            // A dry run checks the target it was shown; a real run's preflight checks it.
+            if a.dry_run {
+                t.check_target = run.target.clone();
+            }
             let term = Terminal::new(g, a.yes, a.json);
             commands::migrate::migrate(&aws, &t, &run, &term).await?
         }
@@ -122,6 +131,7 @@ fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
         cluster: t.cluster.clone(),
         service: t.service.clone(),
         source: uri("--source-uri", t.source_uri.as_ref())?,
+        check_target: None,
         plan: settings.plan_options(atlas)?,
         settings,
     })

@@ -105,9 +105,14 @@ impl Operator for Terminal {
         render::error_line(message);
     }
 
-    fn show_plan(&self, plan: &Plan, world: &World) {
+    fn show_plan(&self, plan: &Plan, world: &World, dry_run: bool) {
         if !self.json {
-            print!("{}", render::plan::plan_text(plan, world));
+            let shown = if dry_run {
+                render::plan::Shown::DryRun
+            } else {
+                render::plan::Shown::Migrate
+            };
+            print!("{}", render::plan::plan_text(plan, world, shown));
         }
     }
 

@@ -146,7 +146,8 @@ pub async fn copy(d: &DataOptions, drop: bool, path: &Path, op: &dyn Operator) -
         }
     }
     let shared = SharedJournal::new(path.to_path_buf(), journal, JOURNAL_INTERVAL);
-    let busy = copy::busy_targets(&dst, &items, &shared, drop).await?;
+    copy::check_target_access(&dst, &items).await?;
+    let busy = copy::busy_targets(&dst, &items, |it| copy::started_by(&shared, it), drop).await?;
     copy::refuse_busy(&busy, |it| {
         format!(
             "Pass --drop to replace {it} (their data is lost), --ns-exclude to skip {it}, or copy into another database with --target-db"

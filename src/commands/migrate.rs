@@ -110,7 +110,7 @@ pub async fn migrate(
     };
     let aws = Aws::load(aws).await?;
     let (world, plan) = discover_and_plan(&aws, t, None).await?;
-    op.show_plan(&plan, &world);
+    op.show_plan(&plan, &world, run.dry_run);
     if run.dry_run {
         op.notice("--dry-run: nothing was changed");
         return Ok(Done {

@@ -21,9 +21,11 @@ use crate::engine::report::MigrationReport;
 use crate::error::Result;
 use crate::mongo::Mongo;
 use crate::mongo::copy::CopyReport;
+use crate::mongo::ns::Selection;
 use crate::mongo::sync::SyncReport;
 use crate::mongo::verify::VerifyReport;
-use crate::world::World;
+use crate::uri::MongoUri;
+use crate::world::{TargetInfo, World};
 
 /// What a command produced, for the CLI to print as text or JSON.
 pub enum Output {
@@ -101,6 +103,24 @@ impl Done {
 
 /// Discovers the world for `t` (and the source, when it has one) and plans; `td` plans from
 /// that revision instead of the service's current one.
+/// What the plan needs to know of the target, read only: its version and, when the source
+/// is known, which collections the copy would write into already hold data.
+async fn check_target(uri: &MongoUri, src: Option<&Mongo>, drop: bool) -> Result<TargetInfo> {
+    let dst = Mongo::connect(uri, "target", MONGO_CONNECT_TIMEOUT).await?;
+    let busy = match src {
+        Some(src) => {
+            let items = crate::mongo::jobs::select(src, &Selection::default()).await?;
+            crate::mongo::copy::busy_targets(&dst, &items, |_| Ok(false), drop).await?
+        }
+        None => Vec::new(),
+    };
+    Ok(TargetInfo {
+        uri: uri.redacted(),
+        version: dst.version().await,
+        busy,
+    })
+}
+
 pub async fn discover_and_plan(
     aws: &Aws,
     t: &TargetOptions,
@@ -115,9 +135,15 @@ pub async fn discover_and_plan(
         },
     )
     .await?;
-    if let Some(src) = &t.source {
-        let m = Mongo::connect(src, "source", MONGO_CONNECT_TIMEOUT).await?;
-        world.source = Some(discover::mongo::source(&m).await?);
+    let src = match &t.source {
+        Some(uri) => Some(Mongo::connect(uri, "source", MONGO_CONNECT_TIMEOUT).await?),
+        None => None,
+    };
+    if let Some(m) = &src {
+        world.source = Some(discover::mongo::source(m).await?);
+    }
+    if let Some(uri) = &t.check_target {
+        world.target = Some(check_target(uri, src.as_ref(), t.settings.drop).await?);
     }
     let plan = crate::engine::plan::plan(&world, &t.plan)?;
     Ok((world, plan))

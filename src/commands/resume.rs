@@ -169,6 +169,7 @@ fn options(st: &MigrateState, uris: ResumeUris) -> Result<(MongoUri, MongoUri, T
         cluster: st.cluster.clone(),
         service: st.service.clone(),
         source: None,
+        check_target: None,
         plan: st.settings.plan_options(atlas)?,
         settings: st.settings.clone(),
     };

@@ -164,6 +164,7 @@ pub fn summarize(td: &TaskDefinition) -> TaskDefInfo {
         memory: td.memory.clone(),
         containers,
         volumes,
+        replaces: None,
     }
 }
 

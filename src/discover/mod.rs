@@ -73,7 +73,11 @@ pub async fn world(aws: &Aws, target: &Target<'_>) -> Result<World> {
             .map(|f| f.id.clone())
             .collect();
     }
-    let info = ecs::summarize(&td);
+    let mut info = ecs::summarize(&td);
+    info.replaces = tags
+        .iter()
+        .find(|t| t.key.as_deref() == Some(crate::taskdef::FROM_REVISION_TAG))
+        .and_then(|t| t.value.clone());
     let efs_users = ecs::efs_users(aws, &fs_ids, &info.family, &info.arn, &service.arn).await?;
     Ok(World {
         account,
@@ -86,5 +90,6 @@ pub async fn world(aws: &Aws, target: &Target<'_>) -> Result<World> {
         security_groups,
         efs_users,
         source: None,
+        target: None,
     })
 }

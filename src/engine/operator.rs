@@ -36,8 +36,9 @@ pub trait Operator: Send + Sync {
     fn notice(&self, message: &str);
     /// A failure worth a line of its own after other output.
     fn error_line(&self, message: &str);
-    /// Shows the plan before the first question (the terminal prints it unless `--json`).
-    fn show_plan(&self, plan: &Plan, world: &World);
+    /// Shows the plan before the first question (the terminal prints it unless `--json`);
+    /// `dry_run` when nothing follows it.
+    fn show_plan(&self, plan: &Plan, world: &World, dry_run: bool);
     /// Shows a verification's differences.
     fn show_verify(&self, report: &VerifyReport);
     /// Progress for `label` over `total_docs` documents.

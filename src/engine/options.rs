@@ -143,6 +143,8 @@ pub struct PlanOptions {
     pub keep_efs: bool,
     /// `--strategy`.
     pub strategy: Strategy,
+    /// `--drop`: target collections that hold data are replaced (not a blocker).
+    pub drop: bool,
 }
 
 /// Which service to migrate and where to: what `plan`, `migrate` and `resume` share.
@@ -154,6 +156,9 @@ pub struct TargetOptions {
     pub service: String,
     /// How efs2atlas reaches the source Mongo, when given.
     pub source: Option<MongoUri>,
+    /// Where efs2atlas writes, when the plan should check it (`plan`/`--dry-run` with
+    /// `--target-uri`): reachable, and empty where the copy would write.
+    pub check_target: Option<MongoUri>,
     /// The rest of the plan's inputs.
     pub plan: PlanOptions,
     /// The journaled form of the same choices.
@@ -203,6 +208,7 @@ impl Settings {
             credentials: self.credentials.unwrap_or_default(),
             keep_efs: self.keep_efs,
             strategy: self.strategy,
+            drop: self.drop,
         })
     }
 

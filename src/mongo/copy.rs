@@ -106,25 +106,32 @@ pub struct CopyReport {
     pub index_deferred: Vec<String>,
 }
 
-/// Proves the target user may create, write, index and drop in every target database, then
-/// lists the target collections that already hold documents (or a view of the same name),
-/// leaving out those `--drop` replaces and those this journal already started.
-pub async fn busy_targets(
-    dst: &Mongo,
-    items: &[Item],
-    journal: &dyn ProgressStore,
-    drop: bool,
-) -> Result<Vec<String>> {
+/// Proves the target user may create, write, index and drop in every target database of
+/// `items` (with a scratch collection it removes).
+pub async fn check_target_access(dst: &Mongo, items: &[Item]) -> Result<()> {
     let mut dbs: Vec<String> = items.iter().map(|i| i.target.db.clone()).collect();
     dbs.sort();
     dbs.dedup();
-    crate::mongo::access::check_target_can_write(dst, &dbs).await?;
+    crate::mongo::access::check_target_can_write(dst, &dbs).await
+}
+
+/// True when `journal` records that this run created the target of `it` (its documents are
+/// this run's own).
+pub fn started_by(journal: &dyn ProgressStore, it: &Item) -> Result<bool> {
+    Ok(journal.copied(&key(it))?.is_some_and(|p| p.created))
+}
+
+/// Lists the target collections that already hold documents (or a view of the same name),
+/// leaving out those `--drop` replaces and those `started` says this run created. Reads only.
+pub async fn busy_targets(
+    dst: &Mongo,
+    items: &[Item],
+    started: impl Fn(&Item) -> Result<bool>,
+    drop: bool,
+) -> Result<Vec<String>> {
     let mut busy = Vec::new();
     for it in items {
-        let started = journal
-            .copied(&it.source.to_string())?
-            .is_some_and(|p| p.created);
-        if started || drop {
+        if drop || started(it)? {
             continue;
         }
         if !exists(dst, &it.target).await? {

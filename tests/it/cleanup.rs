@@ -44,6 +44,7 @@ async fn cut_over(acct: &Account) -> (Aws, Fixture, CleanupTarget) {
         images: vec![],
         credentials: CredentialMode::Env,
         keep_efs: false,
+        drop: false,
     };
     let p = plan::plan(&w, &opts).unwrap();
     let arn = deploy::register(&a, &p.new_task_definition(&w, None).unwrap())

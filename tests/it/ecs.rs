@@ -34,6 +34,7 @@ fn opts(credentials: CredentialMode) -> PlanOptions {
         images: vec![("backend".into(), "academind/goals-backend:atlas".into())],
         credentials,
         keep_efs: false,
+        drop: false,
     }
 }
 

@@ -195,11 +195,16 @@ async fn plan_text_is_readable_and_redacted() {
         &fx.file_system_id,
         &fx.nfs_sg,
         "DELETE",
-        "Ready:",
         "MONGODB_URL",
+        // Without --source-uri and --target-uri, "ready" only goes as far as was checked.
+        "Not checked by this plan",
+        "the source database",
+        "pass --target-uri",
+        "Ready as far as checked:",
     ] {
         assert!(run.stdout.contains(want), "missing {want}:\n{}", run.stdout);
     }
+    assert!(!run.stdout.contains("Ready:"), "{}", run.stdout);
 }
 
 #[tokio::test]
@@ -610,4 +615,69 @@ async fn plan_changes_nothing() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let after = crate::common::snapshot(&acct.conf).await;
     assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_dry_run_check_the_target_is_empty_and_change_nothing() {
+    let s = crate::migrate::setup(10).await;
+    let left = mongodb::bson::doc! {"_id": "left-over"};
+    crate::mongod::client(&s.dst.uri())
+        .await
+        .database("goals")
+        .collection::<mongodb::bson::Document>("goals")
+        .insert_one(left.clone())
+        .await
+        .unwrap();
+    let (src, dst) = (s.src.uri(), s.target_uri());
+    let flags = ["--source-uri", src.as_str(), "--target-uri", dst.as_str()];
+    let (r, v) = plan_json(&s.acct, &s.fx, &flags);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let blockers = v["plan"]["blockers"].to_string();
+    assert!(
+        blockers.contains("target-not-empty") && blockers.contains("goals.goals"),
+        "{blockers}"
+    );
+    assert!(blockers.contains("--drop"), "{blockers}");
+    assert_eq!(v["plan"]["unchecked"], serde_json::json!([]), "{v:#}");
+    assert_eq!(v["world"]["target"]["busy"][0], "goals.goals");
+
+    // With --drop the plan is ready: migrate --drop would replace it.
+    let mut with_drop = flags.to_vec();
+    with_drop.push("--drop");
+    let (r, v) = plan_json(&s.acct, &s.fx, &with_drop);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(v["plan"]["ready"], true);
+
+    // migrate --dry-run refuses the same way, and says nothing changed.
+    let r = s.migrate(&["--dry-run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stdout.contains("target-not-empty"), "{}", r.stdout);
+    assert!(!r.stdout.contains("Ready"), "{}", r.stdout);
+    assert!(
+        crate::mongod::client(&s.dst.uri())
+            .await
+            .database("goals")
+            .collection::<mongodb::bson::Document>("goals")
+            .find_one(left)
+            .await
+            .unwrap()
+            .is_some(),
+        "the target's data is untouched"
+    );
+    assert!(!std::path::Path::new(&s.journal()).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_on_a_migrated_service_says_it_was_migrated_and_by_which_revision() {
+    let s = crate::migrate::setup(10).await;
+    let r = s.migrate(&["--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (r, _) = plan_json(&s.acct, &s.fx, &[]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("was already migrated") && r.stderr.contains(&s.fx.task_definition_arn),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("efs2atlas rollback"), "{}", r.stderr);
 }

@@ -36,7 +36,7 @@ pub fn output(out: &Output, json: bool) {
         } => {
             // migrate --dry-run already showed the plan before saying so.
             if !dry_run {
-                print!("{}", plan::plan_text(plan, world));
+                print!("{}", plan::plan_text(plan, world, plan::Shown::Plan));
             }
         }
         Output::Migration { report, .. } => print!("{}", migrate::report_text(report)),

@@ -7,17 +7,29 @@ use crate::engine::plan::model::Plan;
 use crate::units::bytes;
 use crate::world::World;
 
+/// Who shows the plan: the last line says what happens next accordingly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// `efs2atlas plan`.
+    Plan,
+    /// `migrate --dry-run`.
+    DryRun,
+    /// `migrate`, before its first question.
+    Migrate,
+}
+
 /// The plan as text for a terminal.
-pub fn plan_text(plan: &Plan, world: &World) -> String {
+pub fn plan_text(plan: &Plan, world: &World, shown: Shown) -> String {
     let mut o = String::new();
     service(&mut o, world);
     mongo(&mut o, plan, world);
     env(&mut o, plan);
     storage(&mut o, plan);
     source(&mut o, world);
+    target(&mut o, world);
     steps(&mut o, plan);
     diff(&mut o, plan);
-    verdict(&mut o, plan);
+    verdict(&mut o, plan, shown);
     o
 }
 
@@ -179,6 +191,22 @@ fn storage(o: &mut String, plan: &Plan) {
     }
 }
 
+fn target(o: &mut String, world: &World) {
+    let Some(t) = &world.target else { return };
+    let _ = writeln!(o);
+    let what = match (&world.source, t.busy.is_empty()) {
+        (None, _) => "reachable".to_string(),
+        (Some(_), true) => "reachable, empty where the copy writes".to_string(),
+        (Some(_), false) => format!("reachable, already holds data in {}", t.busy.join(", ")),
+    };
+    let _ = writeln!(
+        o,
+        "Target {} (MongoDB {}): {what}",
+        t.uri,
+        t.version.as_deref().unwrap_or("?")
+    );
+}
+
 fn source(o: &mut String, world: &World) {
     let Some(src) = &world.source else { return };
     let _ = writeln!(o);
@@ -250,7 +278,7 @@ fn diff(o: &mut String, plan: &Plan) {
     }
 }
 
-fn verdict(o: &mut String, plan: &Plan) {
+fn verdict(o: &mut String, plan: &Plan, shown: Shown) {
     if !plan.warnings.is_empty() {
         let _ = writeln!(o);
         let _ = writeln!(o, "Warnings:");
@@ -259,11 +287,24 @@ fn verdict(o: &mut String, plan: &Plan) {
         }
     }
     let _ = writeln!(o);
+    if !plan.unchecked.is_empty() {
+        let _ = writeln!(o, "Not checked by this plan:");
+        for u in &plan.unchecked {
+            let _ = writeln!(o, "  - {u}");
+        }
+    }
     if plan.blockers.is_empty() {
-        let _ = writeln!(
-            o,
-            "Ready: `efs2atlas migrate` with the same flags would run these steps."
-        );
+        let ready = if plan.unchecked.is_empty() {
+            "Ready"
+        } else {
+            "Ready as far as checked"
+        };
+        let next = match shown {
+            Shown::Plan => ": `efs2atlas migrate` with the same flags would run these steps.",
+            Shown::DryRun => ": `efs2atlas migrate` without --dry-run would run these steps.",
+            Shown::Migrate => ".",
+        };
+        let _ = writeln!(o, "{ready}{next}");
     } else {
         let _ = writeln!(o, "BLOCKED: migrate would refuse until these are fixed:");
         for b in &plan.blockers {

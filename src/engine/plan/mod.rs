@@ -11,7 +11,7 @@ pub mod service;
 pub mod storage;
 
 use crate::engine::options::PlanOptions;
-use crate::engine::plan::model::{MongoContainerPlan, Plan, finding};
+use crate::engine::plan::model::{Finding, MongoContainerPlan, Plan, finding};
 use crate::error::{Error, Result};
 use crate::taskdef;
 use crate::world::{ContainerInfo, World, is_mongo_image};
@@ -59,6 +59,7 @@ pub fn pick_mongo_container<'a>(
 pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
     let td = &world.task_definition;
     let svc = &world.service;
+    refuse_migrated(world, opts)?;
     let mongo = pick_mongo_container(&td.containers, opts.mongo_container.as_deref(), &svc.name)?;
     let mut blockers = Vec::new();
     let mut warnings = Vec::new();
@@ -87,6 +88,7 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         file_systems,
         security_groups,
         blockers,
+        unchecked: unchecked(world),
         warnings,
         steps: Vec::new(),
         task_definition_diff: String::new(),
@@ -94,10 +96,61 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         env_assignments,
         images: opts.images.clone(),
     };
+    target_findings(world, opts, &mut plan.blockers);
     new_revision(&mut plan, world, opts)?;
     plan.steps = crate::engine::steps::planned(&plan, world);
     plan.ready = plan.blockers.is_empty();
     Ok(plan)
+}
+
+/// A service already running a revision efs2atlas registered (no mongo container, the
+/// `efs2atlas:replaces` tag) was migrated: say so instead of "no MongoDB container".
+fn refuse_migrated(world: &World, opts: &PlanOptions) -> Result<()> {
+    let td = &world.task_definition;
+    let has_mongo = td.containers.iter().any(|c| is_mongo_image(&c.image));
+    match &td.replaces {
+        Some(old) if !has_mongo && opts.mongo_container.is_none() => Err(Error::refused(format!(
+            "service {} was already migrated: it runs {}, which efs2atlas registered to replace {old} (its data is on Atlas now); there is nothing to plan. `efs2atlas rollback --cluster {} --service {}` goes back to {old} while its EFS exists",
+            world.service.name, td.arn, world.service.cluster, world.service.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What this plan did not look at, and how to have it checked.
+fn unchecked(world: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    if world.source.is_none() {
+        out.push("the source database (reachable? what it holds?): pass --source-uri".to_string());
+    }
+    if world.target.is_none() {
+        out.push(
+            "the target (reachable? empty where the copy writes?): pass --target-uri (the Atlas URI, or how you reach it)".to_string(),
+        );
+    } else if world.source.is_none() {
+        out.push(
+            "whether the target is empty where the copy writes (that needs the source's collections)".to_string(),
+        );
+    }
+    out
+}
+
+/// A target that already holds data where the copy would write blocks the plan, unless
+/// `--drop` replaces it.
+fn target_findings(world: &World, opts: &PlanOptions, blockers: &mut Vec<Finding>) {
+    let Some(t) = &world.target else { return };
+    if t.busy.is_empty() || opts.drop {
+        return;
+    }
+    let it = if t.busy.len() == 1 { "it" } else { "them" };
+    blockers.push(finding(
+        "target-not-empty",
+        t.uri.clone(),
+        format!(
+            "the target already holds data in {}; efs2atlas will not write into it. Pass --drop to replace {it} (their data is lost), or empty {it} on the target first",
+            t.busy.join(", ")
+        ),
+    ));
 }
 
 /// The mongo container as the plan shows it.
@@ -312,6 +365,7 @@ mod tests {
             security_groups: vec![sg("sg-nfs", &["eni-mt-a", "eni-mt-b"])],
             efs_users: vec![],
             source: None,
+            target: None,
         }
     }
 
@@ -339,6 +393,7 @@ mod tests {
             images: vec![],
             credentials: CredentialMode::SecretsManager,
             keep_efs: false,
+            drop: false,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct Plan {
     pub security_groups: Vec<SecurityGroupPlan>,
     /// Things that stop the migration (`ready` is false when any exist).
     pub blockers: Vec<Finding>,
+    /// What the plan could not check (no `--source-uri`, no `--target-uri`): "ready" means
+    /// ready as far as was checked.
+    pub unchecked: Vec<String>,
     /// Things the user should know; they do not stop the migration.
     pub warnings: Vec<Finding>,
     /// The ordered steps `migrate` would run.

@@ -45,8 +45,10 @@ impl Step for Preflight {
         if ctx.settings.freeze == FreezeMode::FsyncLock {
             crate::mongo::access::check_source_can_freeze(&src).await?;
         }
+        crate::mongo::copy::check_target_access(&dst, &items).await?;
+        let started = |it: &_| crate::mongo::copy::started_by(&ctx.journal, it);
         let busy =
-            crate::mongo::copy::busy_targets(&dst, &items, &ctx.journal, ctx.settings.drop).await?;
+            crate::mongo::copy::busy_targets(&dst, &items, started, ctx.settings.drop).await?;
         crate::mongo::copy::refuse_busy(&busy, |it| {
             format!(
                 "Nothing was changed: run `efs2atlas migrate` again with --drop (or `efs2atlas resume --drop`) to replace {it} (their data is lost), or empty {it} on the target first"
