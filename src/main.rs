@@ -1,11 +1,13 @@
 //! The `efs2atlas` binary: parse flags, run, map errors to exit codes.
 
-use clap::Parser;
-use efs2atlas::{cli::Cli, error::exit};
+use std::io::IsTerminal;
+
+use efs2atlas::error::exit;
 
 fn main() {
     efs2atlas::mongo::raw::tune_allocator();
-    let cli = Cli::parse();
+    let cli = efs2atlas::cli::parse();
+    let color = efs2atlas::cli::style::init(&cli.global.color);
     let level = if cli.global.quiet {
         "error"
     } else {
@@ -21,6 +23,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color && std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 

@@ -4,6 +4,7 @@
 
 pub mod render;
 pub mod run;
+pub mod style;
 pub mod term;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -31,7 +32,13 @@ where
 
 /// Move an app's MongoDB from a container on ECS (data on EFS) to MongoDB Atlas, safely.
 #[derive(Debug, Parser)]
-#[command(name = "efs2atlas", version, about, propagate_version = true)]
+#[command(
+    name = "efs2atlas",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// Global options.
     #[command(flatten)]
@@ -41,18 +48,40 @@ pub struct Cli {
     pub command: Command,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  export EFS2ATLAS_ATLAS_URI='mongodb+srv://app:PASSWORD@cluster0.xxxxx.mongodb.net/goals'
+  export EFS2ATLAS_SOURCE_URI='mongodb://root:PASSWORD@127.0.0.1:27017/?authSource=admin'
+  efs2atlas plan    --cluster goals-cluster --service goals-service --target-uri \"$EFS2ATLAS_ATLAS_URI\"
+  efs2atlas migrate --cluster goals-cluster --service goals-service
+  efs2atlas status
+  efs2atlas resume
+  efs2atlas completions bash > /etc/bash_completion.d/efs2atlas
+
+Exit codes: 0 done, 1 failed, 2 usage error, 3 refused by a safety guard, 4 verification found
+differences, 5 interrupted (`efs2atlas resume` continues).";
+
+/// The AWS flags' help heading; they are listed only on the commands that call AWS.
+pub const AWS_HEADING: &str = "AWS";
+
+/// Commands that never call AWS: the AWS flags are accepted (they are global) but not listed.
+pub const NO_AWS: &[&str] = &["copy", "verify", "sync", "status", "completions", "man"];
+
+/// The AWS flags' ids.
+pub const AWS_FLAGS: &[&str] = &["region", "profile", "aws_timeout"];
+
 /// Flags every command takes, before or after the subcommand.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// AWS region (default: the standard chain: AWS_REGION, profile, ...).
-    #[arg(long, global = true, value_name = "R")]
+    #[arg(long, global = true, value_name = "R", help_heading = AWS_HEADING)]
     pub region: Option<String>,
     /// AWS named profile (default: AWS_PROFILE or "default").
-    #[arg(long, global = true, value_name = "P")]
+    #[arg(long, global = true, value_name = "P", help_heading = AWS_HEADING)]
     pub profile: Option<String>,
     /// Give up on one attempt of an AWS call after this long (it is then retried, up to 6
     /// attempts in all).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = AWS_HEADING)]
     pub aws_timeout: std::time::Duration,
     /// More log output on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -63,6 +92,9 @@ pub struct GlobalArgs {
     /// Never draw progress bars.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Colour on stderr: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
 }
 
 /// The commands.
@@ -84,6 +116,47 @@ pub enum Command {
     Sync(SyncArgs),
     /// Return the service to the revision that still had the mongo container (while its EFS exists).
     Rollback(RollbackArgs),
+    /// Print a shell completion script (e.g. `efs2atlas completions bash > /etc/bash_completion.d/efs2atlas`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `efs2atlas man > efs2atlas.1 && man ./efs2atlas.1`.
+    Man,
+}
+
+/// `efs2atlas completions`.
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The command line as clap sees it, with the AWS flags unlisted on the commands that never
+/// call AWS: those get hidden copies of them (clap then does not propagate the listed global
+/// ones there), so the flags stay accepted everywhere, as global flags.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let aws: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| AWS_FLAGS.contains(&a.get_id().as_str()))
+        .cloned()
+        .collect();
+    for sub in NO_AWS {
+        cmd = cmd.mut_subcommand(sub, |mut sc| {
+            for a in &aws {
+                sc = sc.arg(a.clone().hide(true));
+            }
+            sc
+        });
+    }
+    cmd
+}
+
+/// Parses the process's arguments (exits with clap's message on a usage error).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Which service to migrate and where to.
@@ -173,7 +246,7 @@ pub struct DataArgs {
         value_parser = secret_arg
     )]
     pub source_uri: Secret,
-    /// The MongoDB to write to (e.g. Atlas).
+    /// The target MongoDB (e.g. Atlas): copied into, synced, or compared with the source.
     #[arg(
         long,
         value_name = "URI",

@@ -71,6 +71,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let term = Terminal::new(g, false, a.json);
             commands::data::sync(&data_options(&a.data)?, &a.journal, &term).await?
         }
+        Command::Completions(a) => {
+            let mut cmd = crate::cli::command();
+            clap_complete::generate(a.shell, &mut cmd, "efs2atlas", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(crate::cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| crate::error::Error::io("writing the manual page", e))?;
+            return Ok(0);
+        }
         Command::Rollback(a) => {
             let term = Terminal::new(g, a.yes, a.json);
             let (c, s, t) = (&a.cluster, &a.service, a.deploy_timeout);
@@ -99,6 +110,7 @@ fn json_flag(c: &Command) -> bool {
         Command::Verify(a) => a.json,
         Command::Sync(a) => a.json,
         Command::Rollback(a) => a.json,
+        Command::Completions(_) | Command::Man => false,
     }
 }
 

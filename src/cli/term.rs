@@ -105,6 +105,13 @@ impl Operator for Terminal {
         render::error_line(message);
     }
 
+    fn danger(&self, message: &str) {
+        eprintln!(
+            "{}",
+            crate::cli::style::danger(crate::cli::style::Stream::Stderr, message)
+        );
+    }
+
     fn show_plan(&self, plan: &Plan, world: &World, dry_run: bool) {
         if !self.json {
             let shown = if dry_run {

@@ -36,6 +36,10 @@ pub trait Operator: Send + Sync {
     fn notice(&self, message: &str);
     /// A failure worth a line of its own after other output.
     fn error_line(&self, message: &str);
+    /// What an irreversible action will destroy, shown right above its question.
+    fn danger(&self, message: &str) {
+        self.notice(message);
+    }
     /// Shows the plan before the first question (the terminal prints it unless `--json`);
     /// `dry_run` when nothing follows it.
     fn show_plan(&self, plan: &Plan, world: &World, dry_run: bool);

@@ -8,6 +8,7 @@ mod awsfaults;
 mod badjournal;
 mod chaos;
 mod cleanup;
+mod cli;
 mod data;
 mod deadends;
 mod ecs;

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cli::style::{self, Stream::Stdout};
 use crate::engine::options::CredentialMode;
 use crate::engine::plan::model::Plan;
 use crate::units::bytes;
@@ -169,14 +170,19 @@ fn storage(o: &mut String, plan: &Plan) {
     let _ = writeln!(o, "Storage cleanup:");
     for f in &plan.file_systems {
         if f.delete {
-            let _ = writeln!(o, "  EFS {}: DELETE after verified cutover", f.id);
+            let _ = writeln!(
+                o,
+                "  EFS {}: {}",
+                f.id,
+                style::danger(Stdout, "DELETE after verified cutover")
+            );
         } else {
             let _ = writeln!(o, "  EFS {}: keep ({})", f.id, f.keep_reasons.join("; "));
         }
     }
     for g in &plan.security_groups {
         let state = if g.delete {
-            "DELETE (exists only for this EFS)".to_string()
+            style::danger(Stdout, "DELETE (exists only for this EFS)")
         } else {
             format!(
                 "keep{} ({})",
@@ -249,7 +255,13 @@ fn count<T: ToString>(n: Option<T>) -> String {
 }
 
 fn steps(o: &mut String, plan: &Plan) {
-    let mark = |destructive: bool| if destructive { "[destructive] " } else { "" };
+    let mark = |destructive: bool| {
+        if destructive {
+            style::danger(Stdout, "[destructive] ")
+        } else {
+            String::new()
+        }
+    };
     let _ = writeln!(o);
     let _ = writeln!(o, "Steps `efs2atlas migrate` would run:");
     for (i, s) in plan.steps.iter().enumerate() {
@@ -274,6 +286,13 @@ fn diff(o: &mut String, plan: &Plan) {
         let _ = writeln!(o, "  (none)");
     }
     for line in plan.task_definition_diff.lines() {
+        let line = if line.starts_with('+') && !line.starts_with("+++") {
+            style::added(Stdout, line)
+        } else if line.starts_with('-') && !line.starts_with("---") {
+            style::removed(Stdout, line)
+        } else {
+            line.to_string()
+        };
         let _ = writeln!(o, "  {line}");
     }
 }
@@ -283,7 +302,11 @@ fn verdict(o: &mut String, plan: &Plan, shown: Shown) {
         let _ = writeln!(o);
         let _ = writeln!(o, "Warnings:");
         for w in &plan.warnings {
-            let _ = writeln!(o, "  - [{}] {}", w.code, w.message);
+            let _ = writeln!(
+                o,
+                "  - {}",
+                style::warn(Stdout, &format!("[{}] {}", w.code, w.message))
+            );
         }
     }
     let _ = writeln!(o);
@@ -304,9 +327,16 @@ fn verdict(o: &mut String, plan: &Plan, shown: Shown) {
             Shown::DryRun => ": `efs2atlas migrate` without --dry-run would run these steps.",
             Shown::Migrate => ".",
         };
-        let _ = writeln!(o, "{ready}{next}");
+        let _ = writeln!(o, "{}{next}", style::good(Stdout, ready));
     } else {
-        let _ = writeln!(o, "BLOCKED: migrate would refuse until these are fixed:");
+        let _ = writeln!(
+            o,
+            "{}",
+            style::danger(
+                Stdout,
+                "BLOCKED: migrate would refuse until these are fixed:"
+            )
+        );
         for b in &plan.blockers {
             let _ = writeln!(o, "  - [{}] {}", b.code, b.message);
         }

@@ -76,6 +76,16 @@ fn actions(plan: &Plan, world: &World) -> Vec<Action> {
     out
 }
 
+/// What an EFS backup-policy status means for deleting it.
+fn backup_meaning(status: &str) -> String {
+    match status {
+        "DISABLED" => "AWS Backup is DISABLED for it: no automatic backup exists, so once deleted its files are gone (its data is in Atlas, verified)".into(),
+        "ENABLED" => "AWS Backup is ENABLED for it: the backup plan's recovery points outlive the file system until they expire (check they exist in the AWS Backup console if you want one)".into(),
+        "ENABLING" | "DISABLING" => format!("AWS Backup is {status} for it (a change is under way)"),
+        other => format!("AWS Backup {other}"),
+    }
+}
+
 /// Times a mistyped id is asked again before the clean-up is kept for later.
 const TRIES: usize = 3;
 
@@ -131,11 +141,19 @@ impl Step for Cleanup {
     async fn apply(&self, ctx: &mut Ctx<'_>) -> Result<Outcome> {
         let st = ctx.state()?;
         let target = st.cleanup.clone().unwrap_or_default();
+        let doomed: Vec<String> = actions(&ctx.plan, &ctx.world)
+            .into_iter()
+            .filter(|a| a.destructive)
+            .map(|a| format!("  - {}", a.description))
+            .collect();
+        ctx.operator.danger(&format!(
+            "About to delete, irreversibly (the service already runs without them, on data verified in Atlas):\n{}",
+            doomed.join("\n")
+        ));
         for fs in &target.file_systems {
-            ctx.operator.notice(&format!(
-                "EFS {fs}: AWS Backup {}",
-                cleanup::backup_status(&ctx.aws, fs).await?
-            ));
+            let status = cleanup::backup_status(&ctx.aws, fs).await?;
+            ctx.operator
+                .notice(&format!("EFS {fs}: {}", backup_meaning(&status)));
         }
         for fs in &target.file_systems {
             if !confirm_delete(ctx, fs)? {
