@@ -338,7 +338,7 @@ impl DeployReport {
     pub fn summary(&self) -> String {
         if self.ok {
             format!(
-                "service steady on {} after {:.0}s ({}/{} running)",
+                "service steady on {} {:.1}s after the update ({}/{} running)",
                 self.task_definition,
                 self.seconds,
                 self.final_state.running,
@@ -346,7 +346,7 @@ impl DeployReport {
             )
         } else {
             format!(
-                "{} did not become steady ({:?}); rolled back to {} ({:?}) after {:.0}s",
+                "{} did not become steady ({:?}); rolled back to {} ({:?}) {:.1}s after the update",
                 self.task_definition,
                 self.wait,
                 self.previous,

@@ -4,6 +4,7 @@
 
 pub mod render;
 pub mod run;
+pub mod stage;
 pub mod style;
 pub mod term;
 
@@ -152,11 +153,47 @@ pub fn command() -> clap::Command {
     cmd
 }
 
-/// Parses the process's arguments (exits with clap's message on a usage error).
+/// Parses the process's arguments, with the flags a `--stage` supplies (exits with a usage
+/// error naming the problem when the command line or the stage file is wrong).
 pub fn parse() -> Cli {
     use clap::FromArgMatches;
-    let matches = command().get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let cmd = command();
+    let (args, applied) = match stage::apply(&cmd, std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(crate::error::exit::USAGE);
+        }
+    };
+    let matches = cmd.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(a) = applied
+        && !cli.global.quiet
+    {
+        let from = if a.keys.is_empty() {
+            "nothing (the command line gave it all)".to_string()
+        } else {
+            a.keys.join(", ")
+        };
+        eprintln!(
+            "Stage {} from {}: {from}; flags on the command line override it.",
+            a.name,
+            a.file.display()
+        );
+    }
+    cli
+}
+
+/// `--stage` and the file it is read from (plan, migrate, resume, status).
+#[derive(Debug, Args, Clone)]
+pub struct StageArgs {
+    /// Take the flags not given here from [stage.NAME] of the stage file (cluster, service,
+    /// atlas_uri_env, ...; see the README, "Stages").
+    #[arg(long, value_name = "NAME")]
+    pub stage: Option<String>,
+    /// The stage file.
+    #[arg(long, value_name = "PATH", env = "EFS2ATLAS_CONFIG", default_value = stage::DEFAULT_FILE)]
+    pub config: std::path::PathBuf,
 }
 
 /// Which service to migrate and where to.
@@ -207,6 +244,9 @@ pub struct TargetArgs {
     /// freeze-first: freeze, then copy and verify.
     #[arg(long, value_name = "STRATEGY", default_value = "two-pass", value_parser = choice(Strategy::CHOICES))]
     pub strategy: Strategy,
+    /// A named stage of the stage file.
+    #[command(flatten)]
+    pub stage: StageArgs,
 }
 
 /// `efs2atlas plan`.
@@ -401,6 +441,9 @@ pub struct ResumeArgs {
     /// The migration's journal.
     #[arg(long, value_name = "PATH", default_value = crate::commands::migrate::DEFAULT_JOURNAL)]
     pub journal: std::path::PathBuf,
+    /// A named stage of the stage file (its URI variables and journal).
+    #[command(flatten)]
+    pub stage: StageArgs,
     /// The Atlas URI (the journal never stores credentials).
     #[arg(
         long,
@@ -446,6 +489,9 @@ pub struct StatusArgs {
     /// The journal to read.
     #[arg(long, value_name = "PATH", default_value = crate::commands::migrate::DEFAULT_JOURNAL)]
     pub journal: std::path::PathBuf,
+    /// A named stage of the stage file (its journal).
+    #[command(flatten)]
+    pub stage: StageArgs,
     /// Print one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,

@@ -136,6 +136,34 @@ impl Operator for Terminal {
     }
 }
 
+/// A bar style: `{name}` fitted to its column, the rate a whole number of documents a second.
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&crate::units::rate(s.per_sec(), "docs"));
+            },
+        )
+        .with_key(
+            "done",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let total = s.len().unwrap_or(0);
+                let _ = write!(
+                    w,
+                    "{}/{}",
+                    crate::units::count(s.pos()),
+                    crate::units::count(total)
+                );
+            },
+        )
+        .progress_chars("=> ")
+}
+
+/// Columns a collection's name gets in front of its bar.
+const NAME_COLUMNS: usize = 28;
+
 /// Progress bars for copy, sync and verify: one per collection in flight plus an overall bar.
 pub struct Bars {
     multi: MultiProgress,
@@ -152,14 +180,10 @@ impl Bars {
             ProgressDrawTarget::hidden()
         });
         let overall = multi.add(ProgressBar::new(total_docs.max(1)));
-        overall.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {human_pos}/{human_len} docs {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        overall.set_prefix(label.to_string());
+        overall.set_style(bar_style(
+            "{prefix} [{bar:30}] {done} docs  {rate}  eta {eta}",
+        ));
+        overall.set_prefix(crate::units::fit(label, NAME_COLUMNS));
         Bars {
             multi,
             overall,
@@ -177,22 +201,30 @@ impl Progress for Bars {
 
 impl DeployObserver for Bars {}
 
+/// A step that stops early (an error, Ctrl-C) leaves no frozen bar behind.
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 impl Observer for Bars {
     fn start(&self, ns: &str, estimated_docs: u64, done_docs: u64, _done_bytes: u64) {
         let b = self.multi.insert_before(
             &self.overall,
             ProgressBar::new(estimated_docs.max(done_docs).max(1)),
         );
-        b.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>24.dim} [{bar:20}] {human_pos}/{human_len} {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b.set_prefix(ns.to_string());
+        b.set_style(bar_style(
+            "{prefix:.dim} [{bar:30}] {done}  {rate}  eta {eta}",
+        ));
+        b.set_prefix(crate::units::fit(ns, NAME_COLUMNS));
         b.set_position(done_docs);
         self.overall.inc(done_docs);
+        // What an earlier run did is not this run's speed: rates and ETAs start from here.
+        b.reset_eta();
+        if done_docs > 0 {
+            self.overall.reset_eta();
+        }
         if let Ok(mut m) = self.bars.lock() {
             m.insert(ns.to_string(), b);
         }
@@ -211,6 +243,12 @@ impl Observer for Bars {
         if let Ok(mut m) = self.bars.lock()
             && let Some(b) = m.remove(ns)
         {
+            // The estimate was only an estimate: the overall total takes the real count.
+            let (pos, len) = (b.position(), b.length().unwrap_or(0));
+            if let Some(total) = self.overall.length() {
+                self.overall
+                    .set_length((total + pos).saturating_sub(len).max(1));
+            }
             b.finish_and_clear();
         }
     }
@@ -244,6 +282,13 @@ impl Progress for Spinner {
 }
 
 impl Observer for Spinner {}
+
+/// A deployment wait that stops early leaves no frozen spinner behind.
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
 
 impl DeployObserver for Spinner {
     fn status(&self, line: &str) {

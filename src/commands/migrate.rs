@@ -134,6 +134,20 @@ pub async fn migrate(
         Error::usage("--source-uri is required: efs2atlas must reach the mongo container's database, usually through a tunnel (see docs/guide.md), e.g. --source-uri mongodb://127.0.0.1:27017")
     })?;
     let target = run.target.clone().unwrap_or_else(|| t.plan.atlas.clone());
+    // The plan is long: what it destroys is repeated right above the question.
+    let doomed: Vec<String> = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.actions.iter())
+        .filter(|a| a.destructive)
+        .map(|a| format!("  - {}", a.description))
+        .collect();
+    if !doomed.is_empty() {
+        op.danger(&format!(
+            "Last, once the data is verified and the service is steady on Atlas (and after one more question), this migration deletes:\n{}",
+            doomed.join("\n")
+        ));
+    }
     if !ask_first(
         op,
         &format!(
@@ -213,5 +227,6 @@ pub fn status(path: &Path) -> Result<Done> {
     Ok(Done::ok(Output::Status {
         journal: Box::new(j),
         path: path.display().to_string(),
+        active: crate::engine::lock::holder(path),
     }))
 }

@@ -51,6 +51,8 @@ pub enum Output {
         journal: Box<Journal>,
         /// Its path.
         path: String,
+        /// The process running it now (none: nothing runs it; `resume` continues it).
+        active: Option<crate::engine::lock::LockHolder>,
     },
     /// `copy`.
     Copy {

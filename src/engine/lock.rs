@@ -78,6 +78,30 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::io(format!("{what} lock {}", path.display()), e)
 }
 
+/// The process running `journal` right now, if any (`status` tells a live run from one that
+/// died: a step journaled as running with no holder was stopped).
+pub fn holder(journal: &Path) -> Option<LockHolder> {
+    let path = PathBuf::from(format!("{}.lock", journal.display()));
+    let mut file = std::fs::File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Some(serde_json::from_str(&text).unwrap_or(LockHolder {
+                pid: 0,
+                host: "unknown".into(),
+                since: String::new(),
+                command: "efs2atlas".into(),
+            }))
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 /// Takes the OS lock on `file`, or refuses naming the holder it records.
 fn take(file: &std::fs::File, journal: &Path, path: &Path) -> Result<()> {
     match file.try_lock() {
@@ -150,6 +174,18 @@ mod tests {
             "removed when released"
         );
         let _again = JournalLock::acquire(&j, "resume").unwrap();
+    }
+
+    #[test]
+    fn holder_names_a_live_run_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j.json");
+        assert_eq!(holder(&journal), None);
+        let lock = JournalLock::acquire(&journal, "migrate").unwrap();
+        let h = holder(&journal).unwrap();
+        assert_eq!((h.pid, h.command.as_str()), (std::process::id(), "migrate"));
+        drop(lock);
+        assert_eq!(holder(&journal), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::mongo::meta::{CollectionMeta, IndexMeta};
 use crate::mongo::ns::{Namespace, Selection};
 use crate::mongo::observe::Observer;
 use crate::mongo::stream::{
-    Diff, DiffKind, Digest, Merge, ScanOpts, ScanSide, Sorted, SortedScan, show_id,
+    Diff, DiffKind, Digest, Merge, Next, ScanOpts, ScanSide, Sorted, SortedScan, show_id,
 };
 
 /// Writes one difference to the target (sync); verify passes none.
@@ -152,7 +152,9 @@ pub(crate) async fn compare_docs<P: Patch, T: Sorted>(
             )));
         }
         let d = match merge.next_diff().await {
-            Ok(d) => d,
+            Ok(Next::Diff(d)) => Some(d),
+            Ok(Next::Quiet) => None,
+            Ok(Next::End) => break Ok(()),
             Err(e) => break Err(e),
         };
         let seen = merge.source_digest.count;
@@ -160,7 +162,7 @@ pub(crate) async fn compare_docs<P: Patch, T: Sorted>(
             observer.progress(&k, seen - last_reported, 0);
             last_reported = seen;
         }
-        let Some(d) = d else { break Ok(()) };
+        let Some(d) = d else { continue };
         if patch.is_some() && merge.unreliable() {
             break Err(Error::refused(format!(
                 "{}; sync matches documents by _id order and cannot patch {k} on this server: copy it again with `efs2atlas copy --drop --ns-include {k}` instead",

@@ -119,7 +119,7 @@ pub async fn round(
         .finish()?;
     Ok(Round {
         counts: noting.patcher.done,
-        compared: merged.source_digest.count + merged.target_digest.count,
+        compared: merged.source_digest.count.max(merged.target_digest.count),
         ledger,
         patched: noting.patched.finish()?,
     })

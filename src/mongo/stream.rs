@@ -365,6 +365,26 @@ impl Sorted for ScanSide {
     }
 }
 
+/// Documents that matched between two [`Next::Quiet`]s.
+pub const QUIET_STRIDE: usize = 1000;
+
+/// What [`Merge::next_diff`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// A difference.
+    Diff(Diff),
+    /// [`QUIET_STRIDE`] documents matched since the last answer.
+    Quiet,
+    /// Both sides are exhausted.
+    End,
+}
+
+impl From<Option<Diff>> for Next {
+    fn from(d: Option<Diff>) -> Next {
+        d.map_or(Next::End, Next::Diff)
+    }
+}
+
 /// Receives, in order, every item the merge settles, as the target will hold it once the
 /// differences are patched (sync writes the next ledger from it).
 pub trait Tap: Send {
@@ -472,19 +492,26 @@ impl<T: Sorted> Merge<T> {
         Ok(())
     }
 
-    /// The next difference, or `None` when both sides are exhausted.
-    pub async fn next_diff(&mut self) -> crate::error::Result<Option<Diff>> {
+    /// The next difference; [`Next::Quiet`] after every [`QUIET_STRIDE`] documents that
+    /// matched (so the caller can show progress and notice Ctrl-C during a long identical
+    /// stretch); [`Next::End`] when both sides are exhausted.
+    pub async fn next_diff(&mut self) -> crate::error::Result<Next> {
+        let mut quiet = 0;
         loop {
+            if quiet >= QUIET_STRIDE {
+                return Ok(Next::Quiet);
+            }
+            quiet += 1;
             self.advance().await?;
             let order = match (&self.a, &self.b) {
-                (None, None) => return Ok(None),
+                (None, None) => return Ok(Next::End),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
                 (Some(a), Some(b)) => order::cmp(&a.id.as_raw_bson_ref(), &b.id.as_raw_bson_ref()),
             };
             match order {
-                Ordering::Less => return self.take_a(Some(DiffKind::Missing)),
-                Ordering::Greater => return Ok(self.take_b()),
+                Ordering::Less => return Ok(Next::from(self.take_a(Some(DiffKind::Missing))?)),
+                Ordering::Greater => return Ok(Next::from(self.take_b())),
                 Ordering::Equal => {
                     let same = matches!((&self.a, &self.b), (Some(a), Some(b)) if a.hash == b.hash && a.len == b.len);
                     if let Some(b) = self.b.take() {
@@ -493,7 +520,7 @@ impl<T: Sorted> Merge<T> {
                     }
                     let kind = (!same).then_some(DiffKind::Different);
                     if let Some(d) = self.take_a(kind)? {
-                        return Ok(Some(d));
+                        return Ok(Next::Diff(d));
                     }
                 }
             }

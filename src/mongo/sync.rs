@@ -207,7 +207,8 @@ async fn sync_collection(
         .map(|(p, _)| p.done)
         .unwrap_or_default();
     let merged = merged?;
-    out.documents_compared = merged.source_digest.count + merged.target_digest.count;
+    // Documents, not sides: a document both sides hold counts once.
+    out.documents_compared = merged.source_digest.count.max(merged.target_digest.count);
     out.indexes_created =
         crate::mongo::with_retries(&what, cancel, || sync_indexes(src, dst, it, false)).await?;
     out.seconds = started.elapsed().as_secs_f64();

@@ -177,7 +177,8 @@ pub async fn run(
     report.documents_compared = report
         .collections
         .iter()
-        .map(|c| c.source_digest.count + c.target_digest.count)
+        // Documents, not sides: a document both sides hold counts once.
+        .map(|c| c.source_digest.count.max(c.target_digest.count))
         .sum();
     report.bytes_compared = report
         .collections

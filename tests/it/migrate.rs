@@ -474,12 +474,15 @@ async fn killed_during_copy_then_resume_converges() {
     .await;
     child.kill().unwrap();
     child.wait().unwrap();
+    // Journaled as running, but no process runs it: status says stopped, not running.
     let st = s.acct.run(&["status", "--journal", &s.journal()]);
     assert!(
-        st.stdout.contains("copy") && st.stdout.contains("running"),
+        st.stdout.contains("copy       stopped") && !st.stdout.contains("in progress"),
         "{}",
         st.stdout
     );
+    let st = s.acct.run(&["status", "--journal", &s.journal(), "--json"]);
+    assert_eq!(st.json()["status"]["active"], serde_json::Value::Null);
     let r = s.resume();
     r.assert_no_secret(&secrets());
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);

@@ -681,3 +681,60 @@ async fn plan_on_a_migrated_service_says_it_was_migrated_and_by_which_revision()
     );
     assert!(r.stderr.contains("efs2atlas rollback"), "{}", r.stderr);
 }
+
+#[tokio::test]
+async fn a_stage_from_efs2atlas_toml_supplies_the_flags_and_the_command_line_wins() {
+    let (acct, fx) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("efs2atlas.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[stage.dev]\ncluster = \"{}\"\nservice = \"{}\"\natlas_uri_env = \"ATLAS_URI_DEV\"\n\n\
+             [stage.prod]\ncluster = \"{}\"\nservice = \"no-such-service\"\natlas_uri_env = \"ATLAS_URI_PROD\"\n",
+            fx.cluster, fx.service, fx.cluster
+        ),
+    )
+    .unwrap();
+    let config = file.display().to_string();
+    let uri = atlas_uri();
+    let env = [
+        ("ATLAS_URI_DEV", uri.as_str()),
+        ("ATLAS_URI_PROD", uri.as_str()),
+    ];
+    let plan = |args: &[&str]| {
+        let mut all = vec!["plan", "--config", &config, "--json"];
+        all.extend_from_slice(args);
+        acct.run_env(&all, &env)
+    };
+    let r = plan(&["--stage", "dev"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["plan"]["service"], fx.service.as_str());
+    assert!(
+        r.stderr.contains("Stage dev from") && r.stderr.contains("atlas_uri_env (ATLAS_URI_DEV)"),
+        "{}",
+        r.stderr
+    );
+    r.assert_no_secret(&[ATLAS_PASSWORD]);
+    // The prod stage names a service that does not exist; the command line overrides it.
+    let r = plan(&["--stage", "prod"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-service"), "{}", r.stderr);
+    let r = plan(&["--stage", "prod", "--service", &fx.service]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = plan(&["--stage", "staging"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("has no [stage.staging]"), "{}", r.stderr);
+    // A mistake in the file names the file, the line and the key; nothing runs.
+    std::fs::write(&file, "[stage.dev]\ncluster = \"c\"\nsevrice = \"s\"\n").unwrap();
+    let r = plan(&["--stage", "dev"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{config} line 3: unknown key `sevrice`"))
+            && r.stderr.contains("`service`")
+            && !r.stderr.contains("`drop`"),
+        "{}",
+        r.stderr
+    );
+}

@@ -2,10 +2,11 @@
 
 use std::fmt::Write as _;
 
+use crate::cli::style::{self, Stream::Stderr};
 use crate::mongo::copy::CopyReport;
 use crate::mongo::sync::SyncReport;
 use crate::mongo::verify::VerifyReport;
-use crate::units::bytes;
+use crate::units::{bytes, count, fit_left, plural, rate};
 
 /// The copy report as a table.
 pub fn copy_text(r: &CopyReport) -> String {
@@ -31,22 +32,22 @@ pub fn copy_text(r: &CopyReport) -> String {
         }
         let _ = writeln!(
             o,
-            "{:<40} {:>10} {:>10} {:>8.1} {:>10.0}{note}",
-            name,
-            c.docs,
+            "{} {:>10} {:>10} {:>8.1} {:>10}{note}",
+            fit_left(&name, 40),
+            count(c.docs),
             bytes(c.bytes as i64),
             c.seconds,
-            rate
+            count(rate.round() as u64)
         );
     }
     let secs = r.seconds.max(1e-9);
     let _ = writeln!(
         o,
-        "copied {} documents, {} in {:.1}s ({:.0} docs/s, {:.1} MB/s)",
-        r.docs,
+        "copied {}, {} in {:.1}s ({}, {:.1} MB/s)",
+        plural(r.docs, "document", "documents"),
         bytes(r.bytes as i64),
         r.seconds,
-        r.docs as f64 / secs,
+        rate(r.docs as f64 / secs, "docs"),
         r.bytes as f64 / secs / 1e6
     );
     for e in &r.index_errors {
@@ -95,11 +96,11 @@ pub fn sync_text(r: &SyncReport) -> String {
         }
         let _ = writeln!(
             o,
-            "{:<40} {:>9} {:>9} {:>9} {:>8.1}{note}",
-            pair_name(&c.source, &c.target),
-            c.counts.inserted,
-            c.counts.replaced,
-            c.counts.deleted,
+            "{} {:>9} {:>9} {:>9} {:>8.1}{note}",
+            fit_left(&pair_name(&c.source, &c.target), 40),
+            count(c.counts.inserted),
+            count(c.counts.replaced),
+            count(c.counts.deleted),
             c.seconds
         );
         for d in &c.option_differences {
@@ -111,8 +112,12 @@ pub fn sync_text(r: &SyncReport) -> String {
     }
     let _ = writeln!(
         o,
-        "synced: {} inserted, {} replaced, {} deleted; {} documents compared in {:.1}s",
-        r.counts.inserted, r.counts.replaced, r.counts.deleted, r.documents_compared, r.seconds
+        "synced: {} inserted, {} replaced, {} deleted; {} compared in {:.1}s",
+        count(r.counts.inserted),
+        count(r.counts.replaced),
+        count(r.counts.deleted),
+        plural(r.documents_compared, "document", "documents"),
+        r.seconds
     );
     o
 }
@@ -121,11 +126,17 @@ pub fn sync_text(r: &SyncReport) -> String {
 pub fn verify_text(r: &VerifyReport) -> String {
     let mut o = String::new();
     for c in &r.collections {
-        let status = if c.ok { "ok" } else { "DIFFERENT" };
+        let status = if c.ok {
+            "ok       ".to_string()
+        } else {
+            style::danger(Stderr, "DIFFERENT")
+        };
         let _ = writeln!(
             o,
-            "{:<40} {:<9} source {} docs / target {} docs",
-            c.source, status, c.source_digest.count, c.target_digest.count
+            "{} {status} source {} / target {}",
+            fit_left(&c.source, 40),
+            plural(c.source_digest.count, "doc", "docs"),
+            plural(c.target_digest.count, "doc", "docs")
         );
         if c.missing + c.extra + c.different > 0 {
             let _ = writeln!(

@@ -3,10 +3,12 @@
 use std::fmt::Write as _;
 
 use crate::engine::journal::Journal;
+use crate::engine::lock::LockHolder;
 use crate::engine::options::Strategy;
 use crate::engine::report::{FreezeReport, MigrationReport};
+use crate::engine::step::StepStatus;
 use crate::engine::steps;
-use crate::units::bytes;
+use crate::units::{bytes, count, plural};
 
 /// The migration's final report as text.
 pub fn report_text(r: &MigrationReport) -> String {
@@ -35,8 +37,8 @@ pub fn report_text(r: &MigrationReport) -> String {
     if let Some(c) = &r.copy {
         let _ = writeln!(
             o,
-            "  copied                {} documents, {} in {:.1}s",
-            c.docs,
+            "  copied                {}, {} in {:.1}s",
+            plural(c.docs, "document", "documents"),
             bytes(c.bytes as i64),
             c.seconds
         );
@@ -56,14 +58,18 @@ pub fn report_text(r: &MigrationReport) -> String {
         let _ = writeln!(
             o,
             "  synced                {} inserted, {} replaced, {} deleted in {:.1}s",
-            c.inserted, c.replaced, c.deleted, c.seconds
+            count(c.inserted),
+            count(c.replaced),
+            count(c.deleted),
+            c.seconds
         );
     }
     if let Some(v) = &r.verify {
         let _ = writeln!(
             o,
-            "  verified              {} documents compared, ok={}",
-            v.documents_compared, v.ok
+            "  verified              {} compared, {}",
+            plural(v.documents_compared, "document", "documents"),
+            if v.ok { "identical" } else { "DIFFERENT" }
         );
     }
     if let Some(f) = &r.freeze {
@@ -122,13 +128,20 @@ fn freeze_line(r: &MigrationReport, f: &FreezeReport) -> String {
 }
 
 /// A journal's state as text.
-pub fn status_text(j: &Journal) -> String {
+pub fn status_text(j: &Journal, active: Option<&LockHolder>) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
         "{} journal, started {}, last written {}",
         j.kind, j.created_at, j.updated_at
     );
+    if let Some(h) = active {
+        let _ = writeln!(
+            o,
+            "in progress: `efs2atlas {}` (pid {} on host {}, since {})",
+            h.command, h.pid, h.host, h.since
+        );
+    }
     if let Some(m) = &j.migrate {
         let _ = writeln!(
             o,
@@ -144,14 +157,20 @@ pub fn status_text(j: &Journal) -> String {
             let (st, note) = m
                 .steps
                 .get(&step)
-                .map(|r| (r.status.name(), r.note.as_str()))
+                .map(|r| match r.status {
+                    // Running with nobody running it: the process died in the step.
+                    StepStatus::Running if active.is_none() => {
+                        ("stopped", "the process ended in this step")
+                    }
+                    s => (s.name(), r.note.as_str()),
+                })
                 .unwrap_or(("pending", ""));
             let _ = writeln!(o, "  {:<10} {st:<8} {note}", step.name());
         }
         let report = MigrationReport::new(m, "");
         if m.finished || !report.pending.is_empty() {
             o.push_str(&report_text(&report));
-        } else {
+        } else if active.is_none() {
             let _ = writeln!(o, "not finished: `efs2atlas resume` continues");
         }
     }
@@ -163,7 +182,12 @@ pub fn status_text(j: &Journal) -> String {
         } else {
             "pending"
         };
-        let _ = writeln!(o, "  {ns:<40} {state:<8} {} docs", c.docs);
+        let _ = writeln!(
+            o,
+            "  {} {state:<8} {}",
+            crate::units::fit_left(ns, 40),
+            crate::units::plural(c.docs, "doc", "docs")
+        );
     }
     o
 }

@@ -40,7 +40,9 @@ pub fn output(out: &Output, json: bool) {
             }
         }
         Output::Migration { report, .. } => print!("{}", migrate::report_text(report)),
-        Output::Status { journal, .. } => print!("{}", migrate::status_text(journal)),
+        Output::Status {
+            journal, active, ..
+        } => print!("{}", migrate::status_text(journal, active.as_ref())),
         Output::Copy { report, .. } => print!("{}", data::copy_text(report)),
         Output::Verify(r) => print!("{}", data::verify_text(r)),
         Output::Sync(r) => print!("{}", data::sync_text(r)),
@@ -58,8 +60,12 @@ fn json_of(out: &Output) -> serde_json::Value {
         } => json!({"plan": plan, "world": world, "dry_run": true}),
         Output::Plan { plan, world, .. } => json!({"plan": plan, "world": world}),
         Output::Migration { plan, report } => json!({"plan": plan, "migration": report}),
-        Output::Status { journal: j, path } => {
-            let mut body = json!({"kind": j.kind, "updated_at": j.updated_at, "copy": j.copy});
+        Output::Status {
+            journal: j,
+            path,
+            active,
+        } => {
+            let mut body = json!({"kind": j.kind, "updated_at": j.updated_at, "copy": j.copy, "active": active});
             if let Some(st) = &j.migrate {
                 body["migration"] = json!(MigrationReport::new(st, path));
             }

@@ -228,9 +228,9 @@ fn source(o: &mut String, world: &World) {
     for d in &src.databases {
         let _ = writeln!(
             o,
-            "  {} ({} collections, {})",
+            "  {} ({}, {})",
             d.name,
-            d.collections.len(),
+            crate::units::plural(d.collections.len() as u64, "collection", "collections"),
             d.size_on_disk.map(bytes).unwrap_or_else(|| "size ?".into())
         );
         for c in &d.collections {

@@ -59,16 +59,24 @@ impl Step for Copy {
                 failed.join("; ")
             )));
         }
+        // Totals over every attempt: a resumed copy reports the collections' full counts.
+        let docs: u64 = r.collections.iter().map(|c| c.docs).sum();
+        let bytes: u64 = r.collections.iter().map(|c| c.bytes).sum();
+        let this_run = if docs != r.docs {
+            format!("; this run {}", crate::units::count(r.docs))
+        } else {
+            String::new()
+        };
         let note = format!(
-            "copied {} documents ({}) in {:.1}s",
-            r.docs,
-            crate::units::bytes(r.bytes as i64),
+            "copied {} ({}) in {:.1}s{this_run}",
+            crate::units::plural(docs, "document", "documents"),
+            crate::units::bytes(bytes as i64),
             r.seconds
         );
         ctx.update(|s| {
             s.results.copy = Some(CopyResult {
-                docs: r.docs,
-                bytes: r.bytes,
+                docs,
+                bytes,
                 seconds: r.seconds,
                 collections: r.collections.len(),
             });

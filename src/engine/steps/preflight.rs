@@ -60,16 +60,16 @@ impl Step for Preflight {
         let eta_secs =
             (docs as f64 / ASSUMED_DOCS_PER_SEC).max(size as f64 / ASSUMED_BYTES_PER_SEC);
         Ok(Outcome::Done(format!(
-            "source {} (MongoDB {}) reachable, {} collections, ~{} documents, {} on disk; target {} (MongoDB {}) ready; copy estimated at ~{} (assuming {:.0} docs/s or {} /s)",
+            "source {} (MongoDB {}) reachable, {}, ~{}, {} on disk; target {} (MongoDB {}) ready; copy estimated at ~{} (assuming {} or {}/s)",
             src.uri.redacted(),
             sv.as_deref().unwrap_or("?"),
-            items.len(),
-            docs,
+            crate::units::plural(items.len() as u64, "collection", "collections"),
+            crate::units::plural(docs, "document", "documents"),
             crate::units::bytes(size),
             dst.uri.redacted(),
             tv.as_deref().unwrap_or("?"),
             humantime::format_duration(Duration::from_secs(eta_secs.ceil() as u64)),
-            ASSUMED_DOCS_PER_SEC,
+            crate::units::rate(ASSUMED_DOCS_PER_SEC, "docs"),
             crate::units::bytes(ASSUMED_BYTES_PER_SEC as i64)
         )))
     }

@@ -69,14 +69,19 @@ impl Step for Sync {
         bars.done();
         let r = r?;
         ctx.update(|s| {
+            // A sync that runs again (after the freeze was lost, or a failed verify) adds to
+            // the earlier passes: the report's totals are the migration's.
+            let before = s.results.sync.take().unwrap_or_default();
+            let mut dropped = before.dropped_collections;
+            dropped.extend(r.dropped_collections.iter().cloned());
             s.results.sync = Some(SyncResult {
-                inserted: r.counts.inserted,
-                replaced: r.counts.replaced,
-                deleted: r.counts.deleted,
-                conflicts_resolved: r.counts.conflicts_resolved,
-                documents_compared: r.documents_compared,
-                dropped_collections: r.dropped_collections.clone(),
-                seconds: r.seconds,
+                inserted: before.inserted + r.counts.inserted,
+                replaced: before.replaced + r.counts.replaced,
+                deleted: before.deleted + r.counts.deleted,
+                conflicts_resolved: before.conflicts_resolved + r.counts.conflicts_resolved,
+                documents_compared: before.documents_compared + r.documents_compared,
+                dropped_collections: dropped,
+                seconds: before.seconds + r.seconds,
             });
         })?;
         if !r.kept_extra_collections.is_empty() {
@@ -86,8 +91,12 @@ impl Step for Sync {
             )));
         }
         Ok(Outcome::Done(format!(
-            "patched {} inserted, {} replaced, {} deleted ({} documents compared) in {:.1}s",
-            r.counts.inserted, r.counts.replaced, r.counts.deleted, r.documents_compared, r.seconds
+            "patched {} inserted, {} replaced, {} deleted ({} compared) in {:.1}s",
+            crate::units::count(r.counts.inserted),
+            crate::units::count(r.counts.replaced),
+            crate::units::count(r.counts.deleted),
+            crate::units::plural(r.documents_compared, "document", "documents"),
+            r.seconds
         )))
     }
 }

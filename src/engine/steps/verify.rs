@@ -78,8 +78,9 @@ impl Step for Verify {
         })?;
         if r.ok {
             return Ok(Outcome::Done(format!(
-                "target equals source: {} documents compared in {:.1}s",
-                r.documents_compared, r.seconds
+                "target equals source: {} compared in {:.1}s",
+                crate::units::plural(r.documents_compared, "document", "documents"),
+                r.seconds
             )));
         }
         ctx.operator.show_verify(&r);
