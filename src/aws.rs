@@ -23,6 +23,8 @@ pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// IAM (execution role policy).
     pub iam: aws_sdk_iam::Client,
+    /// CloudWatch Logs (the runner task's output).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// The region every call goes to.
     pub region: String,
 }
@@ -74,6 +76,7 @@ impl Aws {
             sts: aws_sdk_sts::Client::new(conf),
             secrets: aws_sdk_secretsmanager::Client::new(conf),
             iam: aws_sdk_iam::Client::new(conf),
+            logs: aws_sdk_cloudwatchlogs::Client::new(conf),
             region,
         }
     }

@@ -120,6 +120,24 @@ pub async fn grant_secret_read(
     Ok(name)
 }
 
+/// Removes an inline policy efs2atlas put on a role (one already gone is fine).
+pub async fn remove_role_policy(aws: &Aws, role_arn: &str, policy: &str) -> Result<()> {
+    let role = role_name(role_arn)
+        .ok_or_else(|| Error::other(format!("'{role_arn}' is not an IAM role ARN")))?;
+    match aws
+        .iam
+        .delete_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => Ok(()),
+        Err(e) => Err(aws_error("iam:DeleteRolePolicy", Some(role), e)),
+    }
+}
+
 /// Registers `spec` as a new revision, unless the family's newest ACTIVE revision already is
 /// exactly that (a re-run after a crash between register and journal).
 pub async fn register(aws: &Aws, spec: &TaskDefSpec) -> Result<String> {

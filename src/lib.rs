@@ -15,6 +15,7 @@ pub mod discover;
 pub mod engine;
 pub mod envmap;
 pub mod error;
+pub mod fargate;
 pub mod mongo;
 pub mod secret;
 pub mod taskdef;

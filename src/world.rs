@@ -24,7 +24,7 @@ pub fn is_mongo_image(image: &str) -> bool {
 }
 
 /// Everything the plan is decided from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct World {
     /// The AWS account the credentials belong to.
     pub account: String,
@@ -64,7 +64,7 @@ pub struct TargetInfo {
 }
 
 /// The ECS service and how it runs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Default)]
 pub struct ServiceInfo {
     /// Cluster name.
     pub cluster: String,
@@ -134,7 +134,7 @@ pub struct CircuitBreaker {
 }
 
 /// A summary of a task definition (for display and planning).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Default)]
 pub struct TaskDefInfo {
     /// Full ARN.
     pub arn: String,

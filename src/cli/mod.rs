@@ -66,7 +66,15 @@ differences, 5 interrupted (`efs2atlas resume` continues).";
 pub const AWS_HEADING: &str = "AWS";
 
 /// Commands that never call AWS: the AWS flags are accepted (they are global) but not listed.
-pub const NO_AWS: &[&str] = &["copy", "verify", "sync", "status", "completions", "man"];
+pub const NO_AWS: &[&str] = &[
+    "copy",
+    "verify",
+    "sync",
+    "status",
+    "completions",
+    "man",
+    "runner",
+];
 
 /// The AWS flags' ids.
 pub const AWS_FLAGS: &[&str] = &["region", "profile", "aws_timeout"];
@@ -121,6 +129,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `efs2atlas man > efs2atlas.1 && man ./efs2atlas.1`.
     Man,
+    /// The data steps inside a runner task (started by `--runner ecs`, not by hand).
+    #[command(hide = true)]
+    Runner,
 }
 
 /// `efs2atlas completions`.
@@ -244,10 +255,34 @@ pub struct TargetArgs {
     /// freeze-first: freeze, then copy and verify.
     #[arg(long, value_name = "STRATEGY", default_value = "two-pass", value_parser = choice(Strategy::CHOICES))]
     pub strategy: Strategy,
+    /// Where the data steps run: local (here, through --source-uri) or ecs (a one-off
+    /// Fargate task next to the mongo task: no tunnel, no instance; --source-uri's credentials
+    /// are used, and a loopback host means the mongo task).
+    #[arg(long, value_name = "WHERE", default_value = "local", value_parser = ["local", "ecs"])]
+    pub runner: String,
+    /// The runner task's image (--runner ecs).
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_RUNNER_IMAGE)]
+    pub runner_image: String,
+    /// The runner task's execution role (default: the service's).
+    #[arg(long, value_name = "ARN")]
+    pub runner_execution_role: Option<String>,
+    /// The runner task's CPU units.
+    #[arg(long, value_name = "UNITS", default_value_t = 1024)]
+    pub runner_cpu: u32,
+    /// The runner task's memory (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub runner_memory: u32,
     /// A named stage of the stage file.
     #[command(flatten)]
     pub stage: StageArgs,
 }
+
+/// The runner image of this release (`scripts/image` builds it; push it to your ECR and pass
+/// --runner-image to use your own).
+pub const DEFAULT_RUNNER_IMAGE: &str = concat!(
+    "public.ecr.aws/efs2atlas/efs2atlas:",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// `efs2atlas plan`.
 #[derive(Debug, Args, Clone)]

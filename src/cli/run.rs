@@ -8,7 +8,7 @@ use crate::cli::{Cli, Command, DataArgs, GlobalArgs, TargetArgs};
 use crate::commands::data::DataOptions;
 use crate::commands::resume::ResumeUris;
 use crate::commands::{self, Done};
-use crate::engine::options::{RunOptions, Settings, TargetOptions};
+use crate::engine::options::{RunOptions, RunnerSettings, Settings, TargetOptions};
 use crate::error::Result;
 use crate::mongo::ns::{Pattern, Selection, validate_db_name};
 use crate::secret::Secret;
@@ -76,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             clap_complete::generate(a.shell, &mut cmd, "efs2atlas", &mut std::io::stdout());
             return Ok(0);
         }
+        Command::Runner => return Ok(commands::runner::runner().await),
         Command::Man => {
             clap_mangen::Man::new(crate::cli::command())
                 .render(&mut std::io::stdout())
@@ -110,7 +111,7 @@ fn json_flag(c: &Command) -> bool {
         Command::Verify(a) => a.json,
         Command::Sync(a) => a.json,
         Command::Rollback(a) => a.json,
-        Command::Completions(_) | Command::Man => false,
+        Command::Completions(_) | Command::Man | Command::Runner => false,
     }
 }
 
@@ -137,6 +138,12 @@ fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
         credentials: Some(t.credentials),
         keep_efs: t.keep_efs,
         strategy: t.strategy,
+        runner: (t.runner == "ecs").then(|| RunnerSettings {
+            image: t.runner_image.clone(),
+            cpu: t.runner_cpu,
+            memory: t.runner_memory,
+            execution_role: t.runner_execution_role.clone(),
+        }),
         ..settings
     };
     Ok(TargetOptions {

@@ -97,6 +97,10 @@ impl Operator for Terminal {
         })
     }
 
+    fn assumes_yes(&self) -> bool {
+        self.yes
+    }
+
     fn notice(&self, message: &str) {
         eprintln!("{message}");
     }

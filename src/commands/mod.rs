@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod plan;
 pub mod resume;
 pub mod rollback;
+pub mod runner;
 
 use std::path::PathBuf;
 
@@ -137,9 +138,14 @@ pub async fn discover_and_plan(
         },
     )
     .await?;
+    // With a runner task the source is reached from inside the VPC only: the runner's
+    // preflight checks it.
+    let remote = t.settings.runner.as_ref();
     let src = match &t.source {
-        Some(uri) => Some(Mongo::connect(uri, "source", MONGO_CONNECT_TIMEOUT).await?),
-        None => None,
+        Some(uri) if remote.is_none() => {
+            Some(Mongo::connect(uri, "source", MONGO_CONNECT_TIMEOUT).await?)
+        }
+        _ => None,
     };
     if let Some(m) = &src {
         world.source = Some(discover::mongo::source(m).await?);
@@ -147,6 +153,10 @@ pub async fn discover_and_plan(
     if let Some(uri) = &t.check_target {
         world.target = Some(check_target(uri, src.as_ref(), t.settings.drop).await?);
     }
-    let plan = crate::engine::plan::plan(&world, &t.plan)?;
+    let mut opts = t.plan.clone();
+    if let Some(r) = remote {
+        opts.runner = Some(crate::engine::remote::setup::plan_runner(aws, &world, r).await?);
+    }
+    let plan = crate::engine::plan::plan(&world, &opts)?;
     Ok((world, plan))
 }

@@ -85,6 +85,8 @@ pub struct Ctx<'a> {
     mongo: Option<(Mongo, Mongo)>,
     /// Fence failures in this run (a source that keeps restarting stops the run).
     refreezes: u32,
+    /// `--runner ecs`: the data steps run in a runner task this process follows.
+    pub remote: Option<crate::engine::remote::Remote>,
 }
 
 impl<'a> Ctx<'a> {
@@ -111,6 +113,7 @@ impl<'a> Ctx<'a> {
             settings,
             mongo: None,
             refreezes: 0,
+            remote: None,
         }
     }
 
@@ -166,6 +169,9 @@ impl<'a> Ctx<'a> {
                 "the source was unlocked before the cutover".into(),
             ));
         }
+        if self.remote.is_some() {
+            return crate::engine::remote::fence(self).await;
+        }
         let (src, _) = self.mongo().await?;
         let cancel = self.cancel.clone();
         crate::mongo::with_retries("checking the source's write freeze", &cancel, || {
@@ -200,6 +206,19 @@ impl<'a> Ctx<'a> {
         let Ok(st) = self.state() else { return };
         let Some(f) = st.freeze else { return };
         if !f.holds_lock() {
+            return;
+        }
+        if self.remote.is_some() {
+            // The runner's journal records the unlock (merged as it arrives).
+            if crate::engine::remote::unfreeze(self, why).await {
+                self.operator.notice(&format!(
+                    "source unlocked ({why}); the old app can write again"
+                ));
+            } else {
+                self.operator.error_line(&format!(
+                    "could not unlock the source after {why}; run db.fsyncUnlock() on it by hand (e.g. with `aws ecs execute-command` into the mongo container)"
+                ));
+            }
             return;
         }
         let result = match self.mongo().await {

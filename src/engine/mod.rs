@@ -7,6 +7,7 @@ pub mod lock;
 pub mod operator;
 pub mod options;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod state;

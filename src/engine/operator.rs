@@ -4,6 +4,7 @@
 
 use crate::deploy::DeployObserver;
 use crate::engine::plan::model::Plan;
+use crate::engine::step::{StepId, StepStatus};
 use crate::error::{Error, Result};
 use crate::mongo::observe::Observer;
 use crate::mongo::verify::VerifyReport;
@@ -49,6 +50,13 @@ pub trait Operator: Send + Sync {
     fn bars(&self, label: &str, total_docs: u64) -> Box<dyn Progress>;
     /// Progress for a wait with no count (a deployment).
     fn spinner(&self, label: &str) -> Box<dyn Progress>;
+    /// True when every question is answered yes (`--yes`): a runner task may then accept the
+    /// questions it cannot ask.
+    fn assumes_yes(&self) -> bool {
+        false
+    }
+    /// A step ended without an error (journaled already); a runner task reports it.
+    fn step_ended(&self, _step: StepId, _status: StepStatus, _note: &str) {}
 }
 
 /// A question asked before anything changed: Ctrl-C at it says so (and exits "interrupted").

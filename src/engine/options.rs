@@ -145,6 +145,8 @@ pub struct PlanOptions {
     pub strategy: Strategy,
     /// `--drop`: target collections that hold data are replaced (not a blocker).
     pub drop: bool,
+    /// `--runner ecs`: the runner as discovered (where it runs, the rule it needs).
+    pub runner: Option<crate::engine::remote::setup::RunnerState>,
 }
 
 /// Which service to migrate and where to: what `plan`, `migrate` and `resume` share.
@@ -187,6 +189,22 @@ pub struct Settings {
     /// `--strategy`.
     #[serde(default)]
     pub strategy: Strategy,
+    /// `--runner ecs` and its image, size and role; `None` runs the data steps here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerSettings>,
+}
+
+/// `--runner ecs`: the runner task's image, size and execution role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerSettings {
+    /// `--runner-image`.
+    pub image: String,
+    /// `--runner-cpu`.
+    pub cpu: u32,
+    /// `--runner-memory` (MiB).
+    pub memory: u32,
+    /// `--runner-execution-role`; default: the service's execution role.
+    pub execution_role: Option<String>,
 }
 
 impl Settings {
@@ -207,6 +225,7 @@ impl Settings {
                 .collect::<Result<Vec<_>>>()?,
             credentials: self.credentials.unwrap_or_default(),
             keep_efs: self.keep_efs,
+            runner: None,
             strategy: self.strategy,
             drop: self.drop,
         })

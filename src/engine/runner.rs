@@ -14,22 +14,13 @@ use crate::error::{Error, Result};
 
 /// Runs every unfinished step of the plan, then returns the plan it ran and the report.
 pub async fn execute(mut ctx: Ctx<'_>) -> Result<(Plan, MigrationReport)> {
-    ctx.cancel.on_signals();
     let journal_path = ctx.journal.path().display().to_string();
-    let order: Vec<StepId> = ctx.plan.steps.iter().map(|s| s.id).collect();
-    // Each round runs the first unfinished step: a step may send the run back (the cutover
-    // fence forgets freeze, sync and verify when the freeze no longer holds).
-    let mut pending = false;
-    while let Some(step) = ctx.state()?.next_step(&order) {
-        if ctx.cancel.is_cancelled() {
-            return Err(interrupted(step, &journal_path, &ctx));
-        }
-        if run_one(&mut ctx, step, &journal_path).await? == StepStatus::Pending {
-            // Kept for later: the run ends here; `resume` offers the step again.
-            pending = true;
-            break;
-        }
+    let pending = run_steps(&mut ctx).await;
+    if ctx.remote.is_some() {
+        // However the run ends, nothing temporary stays (a resume makes it again).
+        crate::engine::remote::setup::teardown(&mut ctx).await;
     }
+    let pending = pending?;
     ctx.update(|s| {
         s.finished = !pending;
         s.end_freeze_clock();
@@ -40,6 +31,25 @@ pub async fn execute(mut ctx: Ctx<'_>) -> Result<(Plan, MigrationReport)> {
     }
     let report = MigrationReport::new(&ctx.state()?, &journal_path);
     Ok((ctx.plan, report))
+}
+
+/// Runs the plan's unfinished steps in order; true when one was kept pending (the run ends
+/// there, `resume` offers it again).
+pub async fn run_steps(ctx: &mut Ctx<'_>) -> Result<bool> {
+    ctx.cancel.on_signals();
+    let journal_path = ctx.journal.path().display().to_string();
+    let order: Vec<StepId> = ctx.plan.steps.iter().map(|s| s.id).collect();
+    // Each round runs the first unfinished step: a step may send the run back (the cutover
+    // fence forgets freeze, sync and verify when the freeze no longer holds).
+    while let Some(step) = ctx.state()?.next_step(&order) {
+        if ctx.cancel.is_cancelled() {
+            return Err(interrupted(step, &journal_path, ctx));
+        }
+        if run_one(ctx, step, &journal_path).await? == StepStatus::Pending {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Runs one step and journals how it ended (its status, or `Running` when it sent the run
@@ -102,8 +112,9 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
             // The app writes to Atlas from here: the write freeze is over for it.
             s.end_freeze_clock();
         }
-        s.steps.insert(step, record(status, note));
+        s.steps.insert(step, record(status, note.clone()));
     })?;
+    ctx.operator.step_ended(step, status, &note);
     Ok(status)
 }
 

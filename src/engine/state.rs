@@ -209,6 +209,9 @@ pub struct MigrateState {
     /// unlocked) and froze, synced and verified again before deploying.
     #[serde(default)]
     pub refreezes: u32,
+    /// `--runner ecs`: the runner task and the temporary resources around it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<crate::engine::remote::setup::RunnerState>,
 }
 
 /// The steps that run again when the copy may be behind the source.

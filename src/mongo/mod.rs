@@ -270,6 +270,11 @@ pub fn is_transient(e: &mongodb::error::Error) -> bool {
         | ErrorKind::ConnectionPoolCleared { .. }
         | ErrorKind::ServerSelection { .. } => true,
         ErrorKind::Command(c) => TRANSIENT_CODES.contains(&c.code),
+        // A write the server interrupted (a step-down under w:majority): the data steps
+        // write idempotently, so writing again is safe.
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(w)) => {
+            TRANSIENT_CODES.contains(&w.code)
+        }
         _ => false,
     }
 }
@@ -419,6 +424,24 @@ pub fn describe(uri: &MongoUri, e: &mongodb::error::Error) -> String {
             format!("connection pool reset: {message}")
         }
         ErrorKind::Command(c) => format!("{} (code {}): {}", c.code_name, c.code, c.message),
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(w)) => format!(
+            "write concern not met: {} (code {}): {}",
+            w.code_name, w.code, w.message
+        ),
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => format!(
+            "write failed: {} (code {}): {}",
+            w.code_name.as_deref().unwrap_or("error"),
+            w.code,
+            w.message
+        ),
+        ErrorKind::InsertMany(m) => match (m.write_errors.as_deref(), &m.write_concern_error) {
+            (Some([w, ..]), _) => format!("insert failed: code {}: {}", w.code, w.message),
+            (_, Some(w)) => format!(
+                "write concern not met: {} (code {}): {}",
+                w.code_name, w.code, w.message
+            ),
+            _ => "insert failed".to_string(),
+        },
         ErrorKind::Authentication { message, .. } => format!("authentication failed: {message}"),
         _ => e.to_string(),
     };

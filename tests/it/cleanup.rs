@@ -45,6 +45,7 @@ async fn cut_over(acct: &Account) -> (Aws, Fixture, CleanupTarget) {
         credentials: CredentialMode::Env,
         keep_efs: false,
         drop: false,
+        runner: None,
     };
     let p = plan::plan(&w, &opts).unwrap();
     let arn = deploy::register(&a, &p.new_task_definition(&w, None).unwrap())

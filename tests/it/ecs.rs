@@ -35,6 +35,7 @@ fn opts(credentials: CredentialMode) -> PlanOptions {
         credentials,
         keep_efs: false,
         drop: false,
+        runner: None,
     }
 }
 

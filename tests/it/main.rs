@@ -14,6 +14,7 @@ mod deadends;
 mod ecs;
 mod errors;
 mod failover;
+mod fakefargate;
 mod fence;
 mod fidelity;
 mod ledger;
@@ -26,6 +27,7 @@ mod props;
 #[path = "../support/proxy.rs"]
 mod proxy;
 mod pty;
+mod runner;
 mod shape;
 #[path = "../support/shaper.rs"]
 mod shaper;

@@ -12,7 +12,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("engine", &["engine"]),
     (
         "adapters",
-        &["mongo", "discover", "deploy", "cleanup", "aws"],
+        &["mongo", "discover", "deploy", "cleanup", "fargate", "aws"],
     ),
     // No I/O: plain data and pure functions every layer shares.
     (

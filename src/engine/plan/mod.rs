@@ -92,6 +92,7 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         warnings,
         steps: Vec::new(),
         task_definition_diff: String::new(),
+        runner: opts.runner.clone(),
         new_task_definition: None,
         env_assignments,
         images: opts.images.clone(),
@@ -394,6 +395,7 @@ mod tests {
             credentials: CredentialMode::SecretsManager,
             keep_efs: false,
             drop: false,
+            runner: None,
         }
     }
 

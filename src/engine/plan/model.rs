@@ -10,7 +10,7 @@ use crate::taskdef::{self, CredentialTarget, EnvAssignment, Rewrite, TaskDefSpec
 use crate::world::World;
 
 /// The plan, as shown to the user and carried out by `migrate`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct Plan {
     /// False when something blocks the migration (see `blockers`).
     pub ready: bool,
@@ -49,6 +49,9 @@ pub struct Plan {
     pub warnings: Vec<Finding>,
     /// The ordered steps `migrate` would run.
     pub steps: Vec<PlannedStep>,
+    /// `--runner ecs`: where the runner task runs, its image and the temporary rule it needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner: Option<crate::engine::remote::setup::RunnerState>,
     /// Unified diff of the task definition (old vs new), credentials masked.
     pub task_definition_diff: String,
     /// The registrable new task definition (not serialized; it may hold credentials).
@@ -133,7 +136,7 @@ impl Plan {
 }
 
 /// The mongo container and its storage.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct MongoContainerPlan {
     /// Container name.
     pub name: String,

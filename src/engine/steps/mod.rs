@@ -83,16 +83,36 @@ macro_rules! on_step {
     };
 }
 
+/// The steps a strategy runs with the data steps in a runner task: the secret and the new
+/// revision first (they change nothing the running app uses), so the runner runs every data
+/// step in one task, from the preflight to the held freeze, with its ledger at hand.
+pub fn order_remote(strategy: Strategy) -> Vec<StepId> {
+    let first = [StepId::Secret, StepId::Register];
+    let rest = order(strategy)
+        .iter()
+        .copied()
+        .filter(|s| !first.contains(s));
+    first.into_iter().chain(rest).collect()
+}
+
 /// The plan's step list: every step of its strategy, described.
 pub fn planned(plan: &Plan, world: &World) -> Vec<PlannedStep> {
-    order(plan.strategy)
-        .iter()
+    let ids = if plan.runner.is_some() {
+        order_remote(plan.strategy)
+    } else {
+        order(plan.strategy).to_vec()
+    };
+    ids.iter()
         .map(|id| on_step!(*id, |s| s.describe(plan, world)))
         .collect()
 }
 
-/// Runs step `id`'s check, then (when there is work) its apply.
+/// Runs step `id`'s check, then (when there is work) its apply; with `--runner ecs` a data
+/// step runs in the runner task, with the same check and apply there.
 pub async fn run(id: StepId, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if ctx.remote.is_some() && crate::engine::remote::is_remote(id) {
+        return crate::engine::remote::run_step(id, ctx).await;
+    }
     on_step!(id, |s| match s.check(ctx).await? {
         Check::Run => s.apply(ctx).await,
         Check::Done(note) => Ok(Outcome::Done(note)),

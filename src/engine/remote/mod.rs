@@ -1,0 +1,491 @@
+//! `--runner ecs`: the data steps run in a one-off Fargate task next to the mongo task (the
+//! source is reachable only inside the VPC), while this process keeps discovery, questions,
+//! the ECS/EFS changes and the report. It starts the runner, follows its events through
+//! CloudWatch Logs (progress bars, notices, journal snapshots, step ends), and journals what
+//! they say, so `resume` re-attaches to a runner that still runs or starts a new one that
+//! continues from the journal. The runner holds the freeze after the data steps and reports
+//! the fence until the cutover; only an explicit unfreeze runner releases the lock.
+
+pub mod event;
+pub mod setup;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::engine::context::{Ctx, Outcome};
+use crate::engine::journal::Journal;
+use crate::engine::operator::Progress;
+use crate::engine::state::StepRecord;
+use crate::engine::step::{StepId, StepStatus};
+use crate::error::{Error, Result};
+use crate::fargate;
+use crate::mongo::freeze::Fence;
+use crate::uri::MongoUri;
+use event::{Event, Line};
+
+/// The steps a runner task carries out; everything else stays here.
+pub const DATA_STEPS: [StepId; 6] = [
+    StepId::Preflight,
+    StepId::Copy,
+    StepId::CatchUp,
+    StepId::Freeze,
+    StepId::Sync,
+    StepId::Verify,
+];
+
+/// How often the log stream is read.
+const POLL: Duration = Duration::from_millis(700);
+/// How often the task's status is checked while waiting.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How long a runner told to stop gets to say its last words.
+const STOP_GRACE: Duration = Duration::from_secs(120);
+
+/// True for a step the runner task does.
+pub fn is_remote(step: StepId) -> bool {
+    DATA_STEPS.contains(&step)
+}
+
+/// The controller's half: how to reach the data from inside the VPC, and the runner it follows.
+pub struct Remote {
+    /// The source as the operator gave it (a loopback host means the mongo task).
+    pub source: MongoUri,
+    /// Where the runner writes.
+    pub target: MongoUri,
+    /// `--yes`: the runner may accept its questions.
+    pub yes: bool,
+    live: Option<Live>,
+}
+
+impl Remote {
+    /// A controller that has started nothing yet.
+    pub fn new(source: MongoUri, target: MongoUri, yes: bool) -> Remote {
+        Remote {
+            source,
+            target,
+            yes,
+            live: None,
+        }
+    }
+}
+
+/// A runner task being followed.
+struct Live {
+    task: String,
+    stream: String,
+    token: Option<String>,
+    queue: VecDeque<Line>,
+    seq: u64,
+    bars: HashMap<u32, Box<dyn Progress>>,
+    fence: Option<(Instant, bool, String)>,
+    unlocked: bool,
+    ended: Option<(i32, String)>,
+    checked: Instant,
+    stopped: Option<fargate::TaskState>,
+    stop_sent: Option<Instant>,
+}
+
+impl Live {
+    fn new(task: String, seq: u64) -> Live {
+        Live {
+            stream: fargate::log_stream(&task),
+            task,
+            token: None,
+            queue: VecDeque::new(),
+            seq,
+            bars: HashMap::new(),
+            fence: None,
+            unlocked: false,
+            ended: None,
+            checked: Instant::now(),
+            stopped: None,
+            stop_sent: None,
+        }
+    }
+}
+
+/// What a runner is started for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The unfinished data steps, then hold the freeze.
+    Steps,
+    /// Only hold the freeze (and report the fence).
+    Hold,
+    /// Release the source's lock.
+    Unfreeze,
+}
+
+/// Runs data step `id` in the runner task: follows (or starts) the runner until it reports
+/// the step's end.
+pub async fn run_step(id: StepId, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    attach_or_start(ctx, Purpose::Steps).await?;
+    loop {
+        let Some(ev) = next_event(ctx).await? else {
+            return Err(ended_without(ctx, &format!("finishing step {id}")));
+        };
+        if let Event::StepEnded { step, status, note } = ev {
+            if step == id {
+                return Ok(match status {
+                    StepStatus::Skipped => Outcome::Skipped(note),
+                    StepStatus::Pending => Outcome::Pending(note),
+                    _ => Outcome::Done(note),
+                });
+            }
+            // A step the runner ran on its own (the journal snapshot has its record too).
+            ctx.update(|s| {
+                s.steps.entry(step).or_insert(StepRecord {
+                    status,
+                    note,
+                    ..Default::default()
+                });
+            })?;
+        }
+    }
+}
+
+/// The fence, as the holding runner reports it (a runner is started to hold when none does).
+pub async fn fence(ctx: &mut Ctx<'_>) -> Result<Fence> {
+    let asked = Instant::now();
+    attach_or_start(ctx, Purpose::Hold).await?;
+    loop {
+        if let Some((at, held, why)) = live(ctx)?.fence.clone()
+            && at >= asked
+        {
+            return Ok(if held {
+                Fence::Holds
+            } else {
+                Fence::Broken(why)
+            });
+        }
+        if next_event(ctx).await?.is_none() {
+            return Ok(Fence::Broken(
+                "the runner task ended without confirming the source is still write-locked".into(),
+            ));
+        }
+    }
+}
+
+/// Releases the source's lock through a runner (the holding one is stopped first: it never
+/// unlocks on its own). Returns false when it could not.
+pub async fn unfreeze(ctx: &mut Ctx<'_>, why: &str) -> bool {
+    ctx.operator.notice(&format!(
+        "unlocking the source ({why}) through a runner task; this takes as long as a task start"
+    ));
+    let r: Result<bool> = async {
+        stop_live(ctx, "efs2atlas: the freeze is being released").await?;
+        start(ctx, Purpose::Unfreeze).await?;
+        while next_event(ctx).await?.is_some() {}
+        Ok(live(ctx)?.unlocked)
+    }
+    .await;
+    match r {
+        Ok(true) => true,
+        Ok(false) => false,
+        Err(e) => {
+            ctx.operator
+                .error_line(&format!("the unlock runner failed: {e}"));
+            false
+        }
+    }
+}
+
+/// Stops the runner being followed (if any) and waits for its last events.
+pub async fn stop_live(ctx: &mut Ctx<'_>, reason: &str) -> Result<()> {
+    let Some(l) = ctx.remote.as_ref().and_then(|r| r.live.as_ref()) else {
+        return Ok(());
+    };
+    if l.ended.is_some() || l.stopped.is_some() {
+        return Ok(());
+    }
+    let (task, cluster) = (l.task.clone(), setup::cluster(ctx)?);
+    fargate::stop(&ctx.aws, &cluster, &task, reason).await?;
+    live(ctx)?.stop_sent = Some(Instant::now());
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        if next_event(ctx).await?.is_none() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn live<'c>(ctx: &'c mut Ctx<'_>) -> Result<&'c mut Live> {
+    ctx.remote
+        .as_mut()
+        .and_then(|r| r.live.as_mut())
+        .ok_or_else(|| Error::other("no runner task is being followed"))
+}
+
+/// Follows the runner this migration already has, when it still runs; otherwise starts one.
+async fn attach_or_start(ctx: &mut Ctx<'_>, purpose: Purpose) -> Result<()> {
+    let following = ctx
+        .remote
+        .as_ref()
+        .and_then(|r| r.live.as_ref())
+        .is_some_and(|l| l.ended.is_none() && l.stopped.is_none());
+    if following {
+        return Ok(());
+    }
+    let st = ctx.state()?;
+    if let Some(task) = st.runner.as_ref().and_then(|r| r.task.clone())
+        && ctx.remote.as_ref().is_some_and(|r| r.live.is_none())
+    {
+        let state = fargate::describe(&ctx.aws, &st.cluster, &task).await?;
+        let seq = st.runner.as_ref().map_or(0, |r| r.seq);
+        set_live(ctx, Live::new(task, seq));
+        if !state.stopped() {
+            ctx.operator
+                .notice("following the runner task the interrupted run started");
+            return Ok(());
+        }
+        // Its last words (the journal it reached) before a new one continues from there.
+        while next_event(ctx).await?.is_some() {}
+    }
+    start(ctx, purpose).await
+}
+
+fn set_live(ctx: &mut Ctx<'_>, live: Live) {
+    if let Some(r) = ctx.remote.as_mut() {
+        r.live = Some(live);
+    }
+}
+
+/// Starts a runner for `purpose`.
+async fn start(ctx: &mut Ctx<'_>, purpose: Purpose) -> Result<()> {
+    let task = setup::launch(ctx, purpose).await?;
+    ctx.operator.notice(&format!(
+        "runner task {} started; its output: CloudWatch Logs {} {}",
+        task.rsplit('/').next().unwrap_or(&task),
+        fargate::LOG_GROUP,
+        fargate::log_stream(&task)
+    ));
+    set_live(ctx, Live::new(task.clone(), 0));
+    ctx.update(|s| {
+        if let Some(r) = s.runner.as_mut() {
+            r.task = Some(task);
+            r.seq = 0;
+        }
+    })
+}
+
+/// The next event that matters to the caller, after applying it; `None` once the runner has
+/// ended (its `End` event, or the task stopped and its log is read to the end).
+async fn next_event(ctx: &mut Ctx<'_>) -> Result<Option<Event>> {
+    loop {
+        if let Some(line) = live(ctx)?.queue.pop_front() {
+            if line.efs2atlas_event <= live(ctx)?.seq {
+                continue;
+            }
+            live(ctx)?.seq = line.efs2atlas_event;
+            let ev = apply(ctx, line.event)?;
+            return Ok(Some(ev));
+        }
+        if live(ctx)?.ended.is_some() {
+            return Ok(None);
+        }
+        if let Some(state) = live(ctx)?.stopped.clone() {
+            // Read to the end and still no `End`: it died (or never started).
+            return Err(died(&state));
+        }
+        if ctx.cancel.is_cancelled() {
+            interrupt(ctx).await?;
+        }
+        fetch(ctx).await?;
+    }
+}
+
+/// Reads more of the log, and checks the task now and then.
+async fn fetch(ctx: &mut Ctx<'_>) -> Result<()> {
+    let (stream, token) = {
+        let l = live(ctx)?;
+        (l.stream.clone(), l.token.clone())
+    };
+    let (lines, next) = fargate::read_logs(&ctx.aws, &stream, token).await?;
+    let got = !lines.is_empty();
+    {
+        let l = live(ctx)?;
+        l.token = next;
+        l.queue.extend(lines.iter().filter_map(|t| Line::parse(t)));
+    }
+    if got {
+        return Ok(());
+    }
+    if live(ctx)?.checked.elapsed() >= STATUS_EVERY {
+        live(ctx)?.checked = Instant::now();
+        let (task, cluster) = (live(ctx)?.task.clone(), setup::cluster(ctx)?);
+        let state = fargate::describe(&ctx.aws, &cluster, &task).await?;
+        if state.stopped() {
+            // One more read: what it wrote before it stopped may have just arrived.
+            let (stream, token) = {
+                let l = live(ctx)?;
+                (l.stream.clone(), l.token.clone())
+            };
+            let (lines, next) = fargate::read_logs(&ctx.aws, &stream, token).await?;
+            let l = live(ctx)?;
+            l.token = next;
+            l.queue.extend(lines.iter().filter_map(|t| Line::parse(t)));
+            l.stopped = Some(state);
+            return Ok(());
+        }
+    }
+    if live(ctx)?.stop_sent.is_some() {
+        tokio::time::sleep(POLL).await;
+        return Ok(());
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(POLL) => {}
+        _ = ctx.cancel.cancelled() => {}
+    }
+    Ok(())
+}
+
+/// Ctrl-C here: the runner is told to stop once (it stops at a batch boundary, journals and
+/// ends with exit 5); its last events are still read, within a grace period.
+async fn interrupt(ctx: &mut Ctx<'_>) -> Result<()> {
+    let cluster = setup::cluster(ctx)?;
+    let l = live(ctx)?;
+    if let Some(at) = l.stop_sent {
+        if at.elapsed() > STOP_GRACE {
+            return Err(Error::interrupted(
+                "interrupted; the runner task did not confirm it stopped (its progress up to its last report is journaled)",
+            ));
+        }
+        return Ok(());
+    }
+    l.stop_sent = Some(Instant::now());
+    let task = l.task.clone();
+    fargate::stop(
+        &ctx.aws,
+        &cluster,
+        &task,
+        "efs2atlas: interrupted by the operator",
+    )
+    .await
+}
+
+/// Applies an event: the screen, the journal, the runner's state.
+fn apply(ctx: &mut Ctx<'_>, ev: Event) -> Result<Event> {
+    let seq = live(ctx)?.seq;
+    match &ev {
+        Event::Hello { protocol, version } if *protocol != event::VERSION => {
+            return Err(Error::other(format!(
+                "the runner image runs efs2atlas {version} (protocol {protocol}); this efs2atlas speaks protocol {}: pass --runner-image with the image of this release",
+                event::VERSION
+            )));
+        }
+        Event::Notice { message } => ctx.operator.notice(message),
+        Event::ErrorLine { message } => ctx.operator.error_line(message),
+        Event::Bars { id, label, total } => {
+            let b = ctx.operator.bars(label, *total);
+            live(ctx)?.bars.insert(*id, b);
+        }
+        Event::Start {
+            id,
+            ns,
+            estimated,
+            done_docs,
+            done_bytes,
+        } => {
+            if let Some(b) = live(ctx)?.bars.get(id) {
+                b.start(ns, *estimated, *done_docs, *done_bytes);
+            }
+        }
+        Event::Progress {
+            id,
+            ns,
+            docs,
+            bytes,
+        } => {
+            if let Some(b) = live(ctx)?.bars.get(id) {
+                b.progress(ns, *docs, *bytes);
+            }
+        }
+        Event::Finish { id, ns } => {
+            if let Some(b) = live(ctx)?.bars.get(id) {
+                b.finish(ns);
+            }
+        }
+        Event::BarsDone { id } => {
+            if let Some(b) = live(ctx)?.bars.remove(id) {
+                b.done();
+            }
+        }
+        Event::Journal { journal } => {
+            let theirs: Journal = serde_json::from_value(journal.clone()).map_err(|e| {
+                Error::other(format!(
+                    "the runner sent a journal that does not parse: {e}"
+                ))
+            })?;
+            ctx.journal.update(true, |mine| merge(mine, theirs, seq))?;
+        }
+        Event::Fence { held, why } => live(ctx)?.fence = Some((Instant::now(), *held, why.clone())),
+        Event::Unlocked => live(ctx)?.unlocked = true,
+        Event::End { code, message } => {
+            let l = live(ctx)?;
+            for (_, b) in l.bars.drain() {
+                b.done();
+            }
+            l.ended = Some((*code, message.clone()));
+            if *code != 0 {
+                return Err(event::end_error(*code, message));
+            }
+        }
+        Event::Hello { .. } | Event::StepEnded { .. } => {}
+    }
+    Ok(ev)
+}
+
+/// Takes what the runner owns from its journal: the data progress, the freeze, the data
+/// steps' records and results. What this process owns (AWS steps, the runner's resources)
+/// stays.
+pub fn merge(mine: &mut Journal, theirs: Journal, seq: u64) {
+    mine.copy = theirs.copy;
+    mine.sync = theirs.sync;
+    let (Some(m), Some(t)) = (mine.migrate.as_mut(), theirs.migrate) else {
+        return;
+    };
+    m.freeze = t.freeze;
+    m.resync = t.resync;
+    let (deploy, cleanup) = (m.results.deploy.take(), m.results.cleanup.take());
+    m.results = t.results;
+    m.results.deploy = deploy;
+    m.results.cleanup = cleanup;
+    for id in DATA_STEPS {
+        match t.steps.get(&id) {
+            Some(r) => {
+                m.steps.insert(id, r.clone());
+            }
+            None => {
+                m.steps.remove(&id);
+            }
+        }
+    }
+    if let Some(r) = m.runner.as_mut() {
+        r.seq = seq;
+    }
+}
+
+/// The runner ended before saying what the caller waited for.
+fn ended_without(ctx: &mut Ctx<'_>, what: &str) -> Error {
+    let code = live(ctx).ok().and_then(|l| l.ended.clone());
+    Error::other(format!(
+        "the runner task ended before {what}{}",
+        code.map(|(c, m)| format!(
+            " (exit {c}{})",
+            if m.is_empty() {
+                String::new()
+            } else {
+                format!(": {m}")
+            }
+        ))
+        .unwrap_or_default()
+    ))
+}
+
+/// A runner that stopped without its last event: the reason ECS gives.
+fn died(state: &fargate::TaskState) -> Error {
+    Error::other(format!(
+        "the runner task stopped without finishing: {}. Check the image (--runner-image), the execution role and the subnets' route to the image registry; the log is in CloudWatch Logs {}",
+        state.why(),
+        fargate::LOG_GROUP
+    ))
+}

@@ -1,0 +1,180 @@
+//! `--runner ecs`: the data steps in a one-off Fargate task (played by `fakefargate`), this
+//! process following it through CloudWatch Logs. End states are the local migrate's; the
+//! temporary rule, secret, policy and runner revision are gone afterwards.
+
+use crate::common::{Account, atlas_uri};
+use crate::fakefargate::FakeFargate;
+use crate::migrate::{Setup, assert_migrated, secrets, setup};
+
+async fn fargate(s: &Setup) -> FakeFargate {
+    crate::fakefargate::service_task(&s.acct.conf, &s.fx).await;
+    FakeFargate::start(
+        &s.acct.conf,
+        &s.fx.cluster,
+        &format!("127.0.0.1:{}", s.src.port()),
+    )
+}
+
+fn runner_args(s: &Setup, extra: &[&str]) -> Vec<String> {
+    let mut a = s.args();
+    a.extend(
+        ["--runner", "ecs", "--runner-image", "efs2atlas:test"]
+            .iter()
+            .chain(extra)
+            .map(|x| x.to_string()),
+    );
+    a
+}
+
+/// What is left of the runner in the account: secrets named for it, ACTIVE runner revisions,
+/// rules from the runner's group on the task group, inline policies on the execution role.
+async fn leftovers(acct: &Account, s: &Setup) -> Vec<String> {
+    let mut left = Vec::new();
+    let sm = aws_sdk_secretsmanager::Client::new(&acct.conf);
+    for sec in sm.list_secrets().send().await.unwrap().secret_list() {
+        let name = sec.name().unwrap_or_default();
+        if name.starts_with("efs2atlas/runner") {
+            left.push(format!("secret {name}"));
+        }
+    }
+    let ecs = aws_sdk_ecs::Client::new(&acct.conf);
+    let tds = ecs
+        .list_task_definitions()
+        .family_prefix("efs2atlas-runner")
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    left.extend(
+        tds.task_definition_arns()
+            .iter()
+            .map(|a| format!("revision {a}")),
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&acct.conf);
+    let g = ec2
+        .describe_security_groups()
+        .group_ids(&s.fx.task_sg)
+        .send()
+        .await
+        .unwrap();
+    for p in g.security_groups()[0].ip_permissions() {
+        if p.from_port() == Some(27017) {
+            left.push(format!("rule {:?}", p));
+        }
+    }
+    let iam = aws_sdk_iam::Client::new(&acct.conf);
+    let role = s.fx.execution_role_arn.rsplit('/').next().unwrap();
+    let policies = iam
+        .list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .unwrap();
+    for p in policies.policy_names() {
+        if p.contains("runner") {
+            left.push(format!("policy {p}"));
+        }
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_with_a_runner_task_reaches_the_same_end_state_and_leaves_nothing_behind() {
+    let s = setup(2_000).await;
+    let fake = fargate(&s).await;
+    let args = runner_args(&s, &["--yes", "--json"]);
+    let r = s.cmd(&args).run();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    r.assert_no_secret(&secrets());
+    let v = r.json();
+    assert_eq!(v["migration"]["ok"], true, "{v}");
+    assert!(
+        r.stderr.contains("runner task") && r.stderr.contains("temporary rule"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fake.started.lock().unwrap().len(),
+        1,
+        "one runner for all data steps"
+    );
+    assert_migrated(&s).await;
+    assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
+    let j = s.journal_json();
+    assert_eq!(j["migrate"]["steps"]["verify"]["status"], "done");
+    assert!(j["migrate"]["results"]["copy"].is_object(), "{j}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_fails_or_never_starts_gives_one_clear_error_and_cleans_up() {
+    let s = setup(0).await;
+    let fake = fargate(&s).await;
+    // The image cannot be pulled: ECS stops the task with a reason.
+    *fake.fail_next.lock().unwrap() =
+        Some("CannotPullContainerError: pull image manifest has been retried 5 time(s)".into());
+    let r = s.cmd(&runner_args(&s, &["--yes"])).run();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("CannotPullContainerError") && r.stderr.contains("--runner-image"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
+    // A wrong Atlas password: the runner's preflight says so, nothing is left behind.
+    std::fs::remove_file(s.journal()).ok();
+    let mut args = runner_args(&s, &["--yes"]);
+    let i = args.iter().position(|a| a == "--target-uri").unwrap();
+    args[i + 1] = s.dst.uri_as("atlas_app", "wrong-password");
+    let r = s.cmd(&args).run();
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("rejected the login"), "{}", r.stderr);
+    r.assert_no_secret(&secrets());
+    assert!(!r.stderr.contains("wrong-password"), "{}", r.stderr);
+    assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
+    let s = setup(0).await;
+    let before = crate::common::snapshot(&s.acct.conf).await;
+    let uri = atlas_uri();
+    let r = s.acct.run_env(
+        &[
+            "plan",
+            "--cluster",
+            &s.fx.cluster,
+            "--service",
+            &s.fx.service,
+            "--runner",
+            "ecs",
+            "--runner-image",
+            "example/efs2atlas:1",
+            "--json",
+        ],
+        &[("EFS2ATLAS_ATLAS_URI", &uri)],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    let runner = &v["plan"]["runner"];
+    assert_eq!(runner["image"]["image"], "example/efs2atlas:1");
+    assert_eq!(
+        runner["placement"]["security_groups"][0],
+        s.fx.task_sg.as_str()
+    );
+    assert!(
+        !runner["placement"]["subnets"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(runner["temporary_rule"]["port"], 27017);
+    assert_eq!(runner["temporary_rule"]["group_id"], s.fx.task_sg.as_str());
+    let ids: Vec<&str> = v["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(&ids[..3], ["secret", "register", "preflight"]);
+    assert_eq!(crate::common::snapshot(&s.acct.conf).await, before);
+}
