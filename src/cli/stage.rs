@@ -42,6 +42,11 @@ struct Stage {
     freeze: Option<Spanned<String>>,
     deploy_timeout: Option<Spanned<String>>,
     journal: Option<Spanned<String>>,
+    runner: Option<Spanned<String>>,
+    runner_image: Option<Spanned<String>>,
+    runner_execution_role: Option<Spanned<String>>,
+    runner_cpu: Option<Spanned<u32>>,
+    runner_memory: Option<Spanned<u32>>,
     keep_efs: Option<Spanned<bool>>,
     env: Option<Spanned<BTreeMap<String, String>>>,
     image: Option<Spanned<BTreeMap<String, String>>>,
@@ -183,7 +188,27 @@ impl Extra {
             ("freeze", &stage.freeze),
             ("deploy_timeout", &stage.deploy_timeout),
             ("journal", &stage.journal),
+            ("runner", &stage.runner),
+            ("runner_image", &stage.runner_image),
+            ("runner_execution_role", &stage.runner_execution_role),
         ];
+        let numbers = [
+            ("runner_cpu", &stage.runner_cpu),
+            ("runner_memory", &stage.runner_memory),
+        ];
+        let numbers: Vec<(&str, Option<Spanned<String>>)> = numbers
+            .iter()
+            .map(|(id, v)| {
+                let text = v
+                    .as_ref()
+                    .map(|n| Spanned::new(n.span(), n.get_ref().to_string()));
+                (*id, text)
+            })
+            .collect();
+        let plain = plain
+            .into_iter()
+            .map(|(id, v)| (id, v.clone()))
+            .chain(numbers);
         for (id, value) in plain {
             let Some(value) = value else { continue };
             if !line.takes(id) || line.given(id) {
@@ -384,6 +409,11 @@ fn known_keys(message: &str) -> String {
         "freeze",
         "deploy_timeout",
         "journal",
+        "runner",
+        "runner_image",
+        "runner_execution_role",
+        "runner_cpu",
+        "runner_memory",
         "keep_efs",
         "env",
         "image",

@@ -86,7 +86,7 @@ pub struct Ctx<'a> {
     /// Fence failures in this run (a source that keeps restarting stops the run).
     refreezes: u32,
     /// `--runner ecs`: the data steps run in a runner task this process follows.
-    pub remote: Option<crate::engine::remote::Remote>,
+    pub remote: Option<crate::engine::remote::link::Remote>,
 }
 
 impl<'a> Ctx<'a> {
@@ -158,26 +158,35 @@ impl<'a> Ctx<'a> {
     /// fsync-locked. `Holds` when there is nothing to check (no lock, or one the server never
     /// confirmed: the user was warned and chose to go on).
     pub async fn fence(&mut self) -> Result<Fence> {
+        if let Some(known) = self.fence_known()? {
+            return Ok(known);
+        }
         let Some(f) = self.state()?.freeze else {
             return Ok(Fence::Holds);
         };
-        if f.mode != FreezeMode::FsyncLock || !f.confirmed {
-            return Ok(Fence::Holds);
-        }
-        if f.released {
-            return Ok(Fence::Broken(
-                "the source was unlocked before the cutover".into(),
-            ));
-        }
-        if self.remote.is_some() {
-            return crate::engine::remote::fence(self).await;
-        }
         let (src, _) = self.mongo().await?;
         let cancel = self.cancel.clone();
         crate::mongo::with_retries("checking the source's write freeze", &cancel, || {
             freeze::check(&src, f.process_id.as_deref())
         })
         .await
+    }
+
+    /// The fence's answer when the journal alone gives it (no lock to check, or one released);
+    /// `None` when the source must be asked.
+    pub fn fence_known(&self) -> Result<Option<Fence>> {
+        let Some(f) = self.state()?.freeze else {
+            return Ok(Some(Fence::Holds));
+        };
+        if f.mode != FreezeMode::FsyncLock || !f.confirmed {
+            return Ok(Some(Fence::Holds));
+        }
+        if f.released {
+            return Ok(Some(Fence::Broken(
+                "the source was unlocked before the cutover".into(),
+            )));
+        }
+        Ok(None)
     }
 
     /// The freeze no longer holds: forget freeze, sync and verify so the runner does them
@@ -206,19 +215,6 @@ impl<'a> Ctx<'a> {
         let Ok(st) = self.state() else { return };
         let Some(f) = st.freeze else { return };
         if !f.holds_lock() {
-            return;
-        }
-        if self.remote.is_some() {
-            // The runner's journal records the unlock (merged as it arrives).
-            if crate::engine::remote::unfreeze(self, why).await {
-                self.operator.notice(&format!(
-                    "source unlocked ({why}); the old app can write again"
-                ));
-            } else {
-                self.operator.error_line(&format!(
-                    "could not unlock the source after {why}; run db.fsyncUnlock() on it by hand (e.g. with `aws ecs execute-command` into the mongo container)"
-                ));
-            }
             return;
         }
         let result = match self.mongo().await {

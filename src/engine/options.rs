@@ -146,7 +146,7 @@ pub struct PlanOptions {
     /// `--drop`: target collections that hold data are replaced (not a blocker).
     pub drop: bool,
     /// `--runner ecs`: the runner as discovered (where it runs, the rule it needs).
-    pub runner: Option<crate::engine::remote::setup::RunnerState>,
+    pub runner: Option<crate::engine::remote::resources::RunnerState>,
 }
 
 /// Which service to migrate and where to: what `plan`, `migrate` and `resume` share.

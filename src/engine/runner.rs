@@ -18,7 +18,7 @@ pub async fn execute(mut ctx: Ctx<'_>) -> Result<(Plan, MigrationReport)> {
     let pending = run_steps(&mut ctx).await;
     if ctx.remote.is_some() {
         // However the run ends, nothing temporary stays (a resume makes it again).
-        crate::engine::remote::setup::teardown(&mut ctx).await;
+        crate::engine::remote::teardown(&mut ctx).await;
     }
     let pending = pending?;
     ctx.update(|s| {

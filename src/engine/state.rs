@@ -211,7 +211,7 @@ pub struct MigrateState {
     pub refreezes: u32,
     /// `--runner ecs`: the runner task and the temporary resources around it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runner: Option<crate::engine::remote::setup::RunnerState>,
+    pub runner: Option<crate::engine::remote::resources::RunnerState>,
 }
 
 /// The steps that run again when the copy may be behind the source.

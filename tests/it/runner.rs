@@ -178,3 +178,96 @@ async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
     assert_eq!(&ids[..3], ["secret", "register", "preflight"]);
     assert_eq!(crate::common::snapshot(&s.acct.conf).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_this_process_during_the_copy_then_resume_follows_the_same_runner() {
+    let (s, fake, mut child) = copying().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    s.link.set(Default::default());
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("following the runner task the interrupted run started"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fake.started.lock().unwrap().len(),
+        1,
+        "resume follows the runner that still runs instead of starting another"
+    );
+    assert_migrated(&s).await;
+    assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
+}
+
+/// A migration with a runner, part-way through the copy of a big collection (the link to the
+/// target slowed so it lasts).
+async fn copying() -> (Setup, FakeFargate, std::process::Child) {
+    let s = setup(40_000).await;
+    s.slow_link();
+    let fake = fargate(&s).await;
+    let mut child = s
+        .cmd(&runner_args(&s, &["--yes"]))
+        .log_to(s.dir.path().join("child.log"))
+        .spawn();
+    wait_for_copy(&s, &mut child).await;
+    (s, fake, child)
+}
+
+/// Waits until the runner has copied part of the big collection (as the journal shows).
+async fn wait_for_copy(s: &Setup, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let j = crate::common::journal_at(s.journal());
+        let docs = j["copy"]["collections"]["goals.history"]["docs"]
+            .as_u64()
+            .unwrap_or(0);
+        if docs > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "the copy never got under way: {}",
+            std::fs::read_to_string(s.dir.path().join("child.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_runner_at_a_batch_boundary_and_resume_starts_a_new_one() {
+    let (s, fake, mut child) = copying().await;
+    // SAFETY: a plain kill(2) of the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(s.dir.path().join("child.log")).unwrap_or_default();
+    assert_eq!(status.code(), Some(5), "{log}");
+    assert!(log.contains("efs2atlas resume"), "{log}");
+    let first = fake.started.lock().unwrap()[0].clone();
+    let ecs = aws_sdk_ecs::Client::new(&s.acct.conf);
+    let t = ecs
+        .describe_tasks()
+        .cluster(&s.fx.cluster)
+        .tasks(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        t.tasks()[0].last_status(),
+        Some("STOPPED"),
+        "the runner was stopped"
+    );
+    assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
+    s.link.set(Default::default());
+    let r = s.resume();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        fake.started.lock().unwrap().len(),
+        2,
+        "a new runner continued"
+    );
+    assert_migrated(&s).await;
+    assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
+}

@@ -28,6 +28,7 @@ pub fn plan_text(plan: &Plan, world: &World, shown: Shown) -> String {
     storage(&mut o, plan);
     source(&mut o, world);
     target(&mut o, world);
+    runner(&mut o, plan);
     steps(&mut o, plan);
     diff(&mut o, plan);
     verdict(&mut o, plan, shown);
@@ -210,6 +211,49 @@ fn target(o: &mut String, world: &World) {
         "Target {} (MongoDB {}): {what}",
         t.uri,
         t.version.as_deref().unwrap_or("?")
+    );
+}
+
+fn runner(o: &mut String, plan: &Plan) {
+    let Some(r) = &plan.runner else { return };
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Runner task (--runner ecs): the data steps run inside the VPC, next to the mongo task"
+    );
+    let _ = writeln!(
+        o,
+        "  image {} ({} CPU units, {} MiB), execution role {}",
+        r.image.image, r.image.cpu, r.image.memory, r.image.execution_role
+    );
+    let p = &r.placement;
+    let _ = writeln!(
+        o,
+        "  subnets {}, security groups {}, public IP {}",
+        p.subnets.join(", "),
+        p.security_groups.join(", "),
+        p.assign_public_ip
+    );
+    match &r.temporary_rule {
+        Some(rule) => {
+            let _ = writeln!(
+                o,
+                "  temporary rule: {} admits TCP {} from {} (removed at the end)",
+                rule.group_id, rule.port, rule.from_group
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "  the service's groups admit the runner on port {}: no rule needed",
+                r.port
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "  logs: CloudWatch Logs {}; URIs through the temporary secret {} (deleted at the end)",
+        r.log_group, r.secret_name
     );
 }
 

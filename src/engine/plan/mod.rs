@@ -88,7 +88,7 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         file_systems,
         security_groups,
         blockers,
-        unchecked: unchecked(world),
+        unchecked: unchecked(world, opts.runner.is_some()),
         warnings,
         steps: Vec::new(),
         task_definition_diff: String::new(),
@@ -119,9 +119,13 @@ fn refuse_migrated(world: &World, opts: &PlanOptions) -> Result<()> {
 }
 
 /// What this plan did not look at, and how to have it checked.
-fn unchecked(world: &World) -> Vec<String> {
+fn unchecked(world: &World, runner: bool) -> Vec<String> {
     let mut out = Vec::new();
-    if world.source.is_none() {
+    if runner {
+        out.push(
+            "the source database (reachable only inside the VPC): the runner task's preflight checks it before anything is copied".to_string(),
+        );
+    } else if world.source.is_none() {
         out.push("the source database (reachable? what it holds?): pass --source-uri".to_string());
     }
     if world.target.is_none() {

@@ -51,7 +51,7 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// `--runner ecs`: where the runner task runs, its image and the temporary rule it needs.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub runner: Option<crate::engine::remote::setup::RunnerState>,
+    pub runner: Option<crate::engine::remote::resources::RunnerState>,
     /// Unified diff of the task definition (old vs new), credentials masked.
     pub task_definition_diff: String,
     /// The registrable new task definition (not serialized; it may hold credentials).

@@ -166,6 +166,10 @@ impl Line {
 /// The error an `End` event reports, with the kind its exit code stands for.
 pub fn end_error(code: i32, message: &str) -> Error {
     use crate::error::exit;
+    if code == exit::INTERRUPTED {
+        // Its own message names its own journal; the controller says where to resume.
+        return Error::interrupted("the runner task stopped at a batch boundary");
+    }
     let kind = match code {
         exit::USAGE => Kind::Usage,
         exit::REFUSED => Kind::Refused,

@@ -7,31 +7,22 @@
 //! the fence until the cutover; only an explicit unfreeze runner releases the lock.
 
 pub mod event;
+pub mod link;
+pub mod resources;
 pub mod setup;
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::engine::context::{Ctx, Outcome};
 use crate::engine::journal::Journal;
-use crate::engine::operator::Progress;
 use crate::engine::state::StepRecord;
 use crate::engine::step::{StepId, StepStatus};
 use crate::error::{Error, Result};
 use crate::fargate;
 use crate::mongo::freeze::Fence;
-use crate::uri::MongoUri;
 use event::{Event, Line};
-
-/// The steps a runner task carries out; everything else stays here.
-pub const DATA_STEPS: [StepId; 6] = [
-    StepId::Preflight,
-    StepId::Copy,
-    StepId::CatchUp,
-    StepId::Freeze,
-    StepId::Sync,
-    StepId::Verify,
-];
+use link::Live;
+pub use link::{DATA_STEPS, Purpose, Remote, is_remote};
 
 /// How often the log stream is read.
 const POLL: Duration = Duration::from_millis(700);
@@ -39,80 +30,6 @@ const POLL: Duration = Duration::from_millis(700);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long a runner told to stop gets to say its last words.
 const STOP_GRACE: Duration = Duration::from_secs(120);
-
-/// True for a step the runner task does.
-pub fn is_remote(step: StepId) -> bool {
-    DATA_STEPS.contains(&step)
-}
-
-/// The controller's half: how to reach the data from inside the VPC, and the runner it follows.
-pub struct Remote {
-    /// The source as the operator gave it (a loopback host means the mongo task).
-    pub source: MongoUri,
-    /// Where the runner writes.
-    pub target: MongoUri,
-    /// `--yes`: the runner may accept its questions.
-    pub yes: bool,
-    live: Option<Live>,
-}
-
-impl Remote {
-    /// A controller that has started nothing yet.
-    pub fn new(source: MongoUri, target: MongoUri, yes: bool) -> Remote {
-        Remote {
-            source,
-            target,
-            yes,
-            live: None,
-        }
-    }
-}
-
-/// A runner task being followed.
-struct Live {
-    task: String,
-    stream: String,
-    token: Option<String>,
-    queue: VecDeque<Line>,
-    seq: u64,
-    bars: HashMap<u32, Box<dyn Progress>>,
-    fence: Option<(Instant, bool, String)>,
-    unlocked: bool,
-    ended: Option<(i32, String)>,
-    checked: Instant,
-    stopped: Option<fargate::TaskState>,
-    stop_sent: Option<Instant>,
-}
-
-impl Live {
-    fn new(task: String, seq: u64) -> Live {
-        Live {
-            stream: fargate::log_stream(&task),
-            task,
-            token: None,
-            queue: VecDeque::new(),
-            seq,
-            bars: HashMap::new(),
-            fence: None,
-            unlocked: false,
-            ended: None,
-            checked: Instant::now(),
-            stopped: None,
-            stop_sent: None,
-        }
-    }
-}
-
-/// What a runner is started for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// The unfinished data steps, then hold the freeze.
-    Steps,
-    /// Only hold the freeze (and report the fence).
-    Hold,
-    /// Release the source's lock.
-    Unfreeze,
-}
 
 /// Runs data step `id` in the runner task: follows (or starts) the runner until it reports
 /// the step's end.
@@ -139,6 +56,39 @@ pub async fn run_step(id: StepId, ctx: &mut Ctx<'_>) -> Result<Outcome> {
                 });
             })?;
         }
+    }
+}
+
+/// The fence wherever the data steps run: the journal's answer, else the holding runner's
+/// report (with `--runner ecs`), else the source's.
+pub async fn fence_any(ctx: &mut Ctx<'_>) -> Result<Fence> {
+    if let Some(known) = ctx.fence_known()? {
+        return Ok(known);
+    }
+    if ctx.remote.is_some() {
+        fence(ctx).await
+    } else {
+        ctx.fence().await
+    }
+}
+
+/// Releases the source's lock wherever the data steps run (abort paths).
+pub async fn unfreeze_any(ctx: &mut Ctx<'_>, why: &str) {
+    if ctx.remote.is_none() {
+        return ctx.unfreeze(why).await;
+    }
+    if !ctx.source_locked() {
+        return;
+    }
+    // The runner's journal records the unlock (merged as it arrives).
+    if unfreeze(ctx, why).await {
+        ctx.operator.notice(&format!(
+            "source unlocked ({why}); the old app can write again"
+        ));
+    } else {
+        ctx.operator.error_line(&format!(
+            "could not unlock the source after {why}; run db.fsyncUnlock() on it by hand (e.g. with `aws ecs execute-command` into the mongo container)"
+        ));
     }
 }
 
@@ -186,6 +136,20 @@ pub async fn unfreeze(ctx: &mut Ctx<'_>, why: &str) -> bool {
             false
         }
     }
+}
+
+/// Removes everything temporary around the runner (the one being followed is stopped first;
+/// a holding runner never unlocks on a stop). Failures are reported, not raised: the run's
+/// own outcome matters more, and `resume` tries again.
+pub async fn teardown(ctx: &mut Ctx<'_>) {
+    if ctx.state().map(|s| s.runner.is_none()).unwrap_or(true) {
+        return;
+    }
+    if let Err(e) = stop_live(ctx, "efs2atlas: the migration run is over").await {
+        ctx.operator
+            .error_line(&format!("could not stop the runner task: {e}"));
+    }
+    setup::remove(ctx).await;
 }
 
 /// Stops the runner being followed (if any) and waits for its last events.
@@ -238,9 +202,27 @@ async fn attach_or_start(ctx: &mut Ctx<'_>, purpose: Purpose) -> Result<()> {
             return Ok(());
         }
         // Its last words (the journal it reached) before a new one continues from there.
-        while next_event(ctx).await?.is_some() {}
+        drain(ctx).await?;
     }
     start(ctx, purpose).await
+}
+
+/// Reads what a stopped runner wrote that this journal has not taken yet; how it ended is
+/// history (a new runner continues).
+async fn drain(ctx: &mut Ctx<'_>) -> Result<()> {
+    loop {
+        match next_event(ctx).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let l = live(ctx)?;
+                if l.ended.is_some() || l.stopped.is_some() {
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        }
+    }
 }
 
 fn set_live(ctx: &mut Ctx<'_>, live: Live) {

@@ -4,52 +4,16 @@
 //! task definition, and a temporary ingress rule when the source's groups do not admit it.
 //! [`teardown`] removes all of them (not the log group: it is the runner's record).
 
-use serde::{Deserialize, Serialize};
-
 use crate::aws::Aws;
 use crate::engine::context::Ctx;
 use crate::engine::options::RunnerSettings;
 use crate::engine::remote::event::{self, Spec};
-use crate::engine::remote::{Purpose, is_remote};
+use crate::engine::remote::link::{Purpose, is_remote};
+use crate::engine::remote::resources::RunnerState;
 use crate::error::{Error, Result};
-use crate::fargate::{self, IngressRule, Placement, RunnerImage};
+use crate::fargate::{self, Placement, RunnerImage};
 use crate::secret::Secret;
 use crate::world::World;
-
-/// The runner as the plan shows it (and the journal keeps it).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunnerState {
-    /// Image, size and execution role.
-    pub image: RunnerImage,
-    /// Cluster, subnets, security groups.
-    pub placement: Placement,
-    /// The mongo container's port.
-    pub port: u16,
-    /// The rule efs2atlas adds for the runner, when the source's groups do not admit it.
-    pub temporary_rule: Option<IngressRule>,
-    /// The log group.
-    pub log_group: String,
-    /// The temporary secret's name.
-    pub secret_name: String,
-    /// The temporary secret, once made.
-    #[serde(default)]
-    pub secret_arn: Option<String>,
-    /// The execution role's inline policy for it, once made.
-    #[serde(default)]
-    pub policy: Option<String>,
-    /// The runner's task definition, once registered.
-    #[serde(default)]
-    pub task_definition: Option<String>,
-    /// True once the temporary rule was added.
-    #[serde(default)]
-    pub rule_added: bool,
-    /// The runner task this migration follows.
-    #[serde(default)]
-    pub task: Option<String>,
-    /// The last event read from it.
-    #[serde(default)]
-    pub seq: u64,
-}
 
 /// The runner for a plan: where it would run, and whether it needs a temporary rule.
 pub async fn plan_runner(
@@ -218,17 +182,11 @@ async fn spec(ctx: &mut Ctx<'_>, purpose: Purpose) -> Result<Secret> {
     Ok(Secret::new(text))
 }
 
-/// Removes everything temporary around the runner (the one being followed is stopped first;
-/// a holding runner never unlocks on a stop). Failures are reported, not raised: the run's
-/// own outcome matters more, and `resume` tries again.
-pub async fn teardown(ctx: &mut Ctx<'_>) {
+/// Removes the temporary resources (the runner is stopped already).
+pub async fn remove(ctx: &mut Ctx<'_>) {
     let Ok(Some(r)) = ctx.state().map(|s| s.runner) else {
         return;
     };
-    if let Err(e) = super::stop_live(ctx, "efs2atlas: the migration run is over").await {
-        ctx.operator
-            .error_line(&format!("could not stop the runner task: {e}"));
-    }
     let aws = ctx.aws.clone();
     let mut failed: Vec<String> = Vec::new();
     if let Some(rule) = r.temporary_rule.as_ref().filter(|_| r.rule_added) {

@@ -56,7 +56,7 @@ impl Step for Deploy {
         let r = r?;
         ctx.update(|s| s.results.deploy = Some(r.clone()))?;
         if !r.ok {
-            ctx.unfreeze("the deployment was rolled back").await;
+            crate::engine::remote::unfreeze_any(ctx, "the deployment was rolled back").await;
             return Err(Error::other(format!(
                 "{}; the source was unlocked. Fix the cause and run `efs2atlas resume` to try the cutover again",
                 r.summary()
@@ -89,18 +89,18 @@ async fn cut_over(ctx: &mut Ctx<'_>, st: &MigrateState, new: &str) -> Result<Opt
     if let Err(e) = &answer
         && e.is_interrupted()
     {
-        ctx.unfreeze("interrupted at the cutover question").await;
+        crate::engine::remote::unfreeze_any(ctx, "interrupted at the cutover question").await;
         return Err(Error::interrupted(
             "interrupted at the cutover question; nothing was deployed, the service still runs the old revision",
         ));
     }
     if !answer? {
-        ctx.unfreeze("the cutover was declined").await;
+        crate::engine::remote::unfreeze_any(ctx, "the cutover was declined").await;
         return Err(Error::refused(
             "cutover not confirmed; the service still runs the old revision",
         ));
     }
-    if let Fence::Broken(why) = ctx.fence().await? {
+    if let Fence::Broken(why) = crate::engine::remote::fence_any(ctx).await? {
         return ctx.refreeze(&why).map(Some);
     }
     ctx.update(|s| {

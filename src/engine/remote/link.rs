@@ -1,0 +1,94 @@
+//! The runner a controller follows: plain state, kept in the context between steps.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::engine::operator::Progress;
+use crate::engine::remote::event::Line;
+use crate::engine::step::StepId;
+use crate::fargate;
+use crate::uri::MongoUri;
+
+/// The controller's half: how to reach the data from inside the VPC, and the runner it follows.
+pub struct Remote {
+    /// The source as the operator gave it (a loopback host means the mongo task).
+    pub source: MongoUri,
+    /// Where the runner writes.
+    pub target: MongoUri,
+    /// `--yes`: the runner may accept its questions.
+    pub yes: bool,
+    pub(crate) live: Option<Live>,
+}
+
+impl Remote {
+    /// A controller that has started nothing yet.
+    pub fn new(source: MongoUri, target: MongoUri, yes: bool) -> Remote {
+        Remote {
+            source,
+            target,
+            yes,
+            live: None,
+        }
+    }
+}
+
+/// A runner task being followed.
+pub(crate) struct Live {
+    pub(crate) task: String,
+    pub(crate) stream: String,
+    pub(crate) token: Option<String>,
+    pub(crate) queue: VecDeque<Line>,
+    pub(crate) seq: u64,
+    pub(crate) bars: HashMap<u32, Box<dyn Progress>>,
+    pub(crate) fence: Option<(Instant, bool, String)>,
+    pub(crate) unlocked: bool,
+    pub(crate) ended: Option<(i32, String)>,
+    pub(crate) checked: Instant,
+    pub(crate) stopped: Option<fargate::TaskState>,
+    pub(crate) stop_sent: Option<Instant>,
+}
+
+impl Live {
+    pub(crate) fn new(task: String, seq: u64) -> Live {
+        Live {
+            stream: fargate::log_stream(&task),
+            task,
+            token: None,
+            queue: VecDeque::new(),
+            seq,
+            bars: HashMap::new(),
+            fence: None,
+            unlocked: false,
+            ended: None,
+            checked: Instant::now(),
+            stopped: None,
+            stop_sent: None,
+        }
+    }
+}
+
+/// The steps a runner task carries out; everything else stays here.
+pub const DATA_STEPS: [StepId; 6] = [
+    StepId::Preflight,
+    StepId::Copy,
+    StepId::CatchUp,
+    StepId::Freeze,
+    StepId::Sync,
+    StepId::Verify,
+];
+
+/// True for a step the runner task does.
+pub fn is_remote(step: StepId) -> bool {
+    DATA_STEPS.contains(&step)
+}
+
+/// What a runner is started for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The unfinished data steps, then hold the freeze.
+    Steps,
+    /// Only hold the freeze (and report the fence).
+    Hold,
+    /// Release the source's lock.
+    Unfreeze,
+}
