@@ -15,9 +15,10 @@ COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
 COPY tests ./tests
+# No debug lines in the image (the repository's release profile keeps them for profiling).
 RUN cargo build --release --locked --bin efs2atlas \
-    && cp target/release/efs2atlas /efs2atlas \
-    && strip /efs2atlas || true
+      --config profile.release.debug=false --config profile.release.strip=true \
+    && cp target/release/efs2atlas /efs2atlas
 
 FROM ${RUNTIME_IMAGE}
 # Distroless cc has glibc, libgcc, CA certificates and the nonroot user (65532).

@@ -131,7 +131,7 @@ pub async fn migrate(
         )));
     }
     let source = t.source.clone().ok_or_else(|| {
-        Error::usage("--source-uri is required: efs2atlas must reach the mongo container's database, usually through a tunnel (see docs/guide.md), e.g. --source-uri mongodb://127.0.0.1:27017")
+        Error::usage("--source-uri is required: it says how to reach the mongo container's database and with which user. With --runner ecs, mongodb://USER:PASS@localhost:27017/?authSource=admin means the mongo task itself; without it, give the end of a tunnel (docs/guide.md), e.g. mongodb://127.0.0.1:27017")
     })?;
     let target = run.target.clone().unwrap_or_else(|| t.plan.atlas.clone());
     // The plan is long: what it destroys is repeated right above the question.
