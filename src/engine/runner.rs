@@ -104,7 +104,9 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
             return Err(failed(e, step, journal_path, ctx.source_locked()));
         }
     };
-    if !note.is_empty() {
+    // A runner task's step said its note already, in its place among the runner's lines.
+    let said = ctx.remote.is_some() && crate::engine::remote::is_remote(step);
+    if !note.is_empty() && !said {
         ctx.operator.notice(&format!("{step}: {note}"));
     }
     ctx.update(|s| {

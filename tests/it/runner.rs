@@ -94,6 +94,12 @@ async fn migrate_with_a_runner_task_reaches_the_same_end_state_and_leaves_nothin
         r.stderr
     );
     assert_eq!(
+        r.stderr.matches("copy: copied").count(),
+        1,
+        "each step's note once: {}",
+        r.stderr
+    );
+    assert_eq!(
         fake.started.lock().unwrap().len(),
         1,
         "one runner for all data steps"
