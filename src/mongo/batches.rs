@@ -267,7 +267,15 @@ async fn insert(
         .await
         .map_err(|e| dst.err(format!("inserting into {ns}"), e))?;
     if let Ok(wce) = reply.get_document("writeConcernError") {
-        return Err(Error::mongo(
+        // A step-down interrupts the write's replication: inserting again is safe (a
+        // document already there is told apart by its hash).
+        let code = wce.get_i32("code").unwrap_or(0);
+        let make = if crate::mongo::is_transient_code(code) {
+            Error::mongo_transient
+        } else {
+            Error::mongo
+        };
+        return Err(make(
             format!("target: inserting into {ns}"),
             format!(
                 "write concern not satisfied: {}",

@@ -258,6 +258,11 @@ const TRANSIENT_CODES: &[i32] = &[
     6, 7, 43, 89, 91, 175, 189, 237, 262, 9001, 10107, 11600, 11602, 13435, 13436,
 ];
 
+/// True for a server error code that means "try again" (a step-down, a shutdown, ...).
+pub fn is_transient_code(code: i32) -> bool {
+    TRANSIENT_CODES.contains(&code)
+}
+
 /// True when a driver error is likely to pass: a dropped or refused connection, a pool reset,
 /// no server selectable yet, or a server saying it is stepping down or shutting down.
 pub fn is_transient(e: &mongodb::error::Error) -> bool {

@@ -163,9 +163,18 @@ impl<'a> Patcher<'a> {
             return Err(self.dst.err(format!("writing to {}", self.ns), err));
         };
         if let Some(wce) = &ime.write_concern_error {
-            return Err(Error::mongo(
+            // A step-down interrupts the write's replication: writing again is safe.
+            let make = if crate::mongo::is_transient_code(wce.code) {
+                Error::mongo_transient
+            } else {
+                Error::mongo
+            };
+            return Err(make(
                 format!("target: writing to {}", self.ns),
-                format!("write concern not satisfied: {}", wce.message),
+                format!(
+                    "write concern not satisfied: {} ({})",
+                    wce.message, wce.code_name
+                ),
             ));
         }
         let mut turned_away = Vec::new();
