@@ -160,25 +160,8 @@ pub async fn migrate(
     }
     let journal = new_journal(&world, &plan, t, (&source, &target), &run.journal)?;
     let settings = t.settings.clone();
-    let mut ctx = Ctx::new(
-        aws,
-        world,
-        plan,
-        (source.clone(), target.clone()),
-        op,
-        journal,
-        settings,
-    );
-    with_runner(&mut ctx, source, target);
+    let ctx = Ctx::new(aws, world, plan, (source, target), op, journal, settings);
     finish(ctx).await
-}
-
-/// With `--runner ecs`, the data steps go to a runner task this process follows.
-pub(crate) fn with_runner(ctx: &mut Ctx<'_>, source: MongoUri, target: MongoUri) {
-    if ctx.settings.runner.is_some() {
-        let yes = ctx.operator.assumes_yes();
-        ctx.remote = Some(crate::engine::remote::Remote::new(source, target, yes));
-    }
 }
 
 /// The journal of a new migration, saved before any step runs.

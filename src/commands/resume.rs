@@ -81,16 +81,7 @@ pub async fn resume(
     ));
     let journal = shared(path, journal, st.settings.strategy);
     let settings = st.settings.clone();
-    let mut ctx = Ctx::new(
-        aws,
-        world,
-        plan,
-        (source.clone(), target.clone()),
-        op,
-        journal,
-        settings,
-    );
-    crate::commands::migrate::with_runner(&mut ctx, source, target);
+    let ctx = Ctx::new(aws, world, plan, (source, target), op, journal, settings);
     finish(ctx).await
 }
 

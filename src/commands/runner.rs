@@ -100,23 +100,23 @@ async fn run(em: &Arc<Emitter>) -> Result<()> {
     let path = dir.join("journal.json");
     let mut journal = journal;
     journal.save(&path)?;
-    let strategy = journal
-        .migrate
-        .as_ref()
-        .map(|m| m.settings.strategy)
-        .unwrap_or_default();
     let settings = journal
         .migrate
         .as_ref()
         .map(|m| m.settings.clone())
         .unwrap_or_default();
+    // The runner runs the steps itself: no runner of its own.
+    let settings = crate::engine::options::Settings {
+        runner: None,
+        ..settings
+    };
+    let strategy = settings.strategy;
     let shared = crate::commands::migrate::shared(&path, journal, strategy);
     let op = RemoteOperator {
         em: em.clone(),
         yes: spec.yes,
         bars: AtomicU32::new(0),
         journal: path.clone(),
-        sent: Mutex::new(String::new()),
     };
     // The runner calls no AWS API; the engine's context still holds clients.
     let conf = aws_config::SdkConfig::builder()
@@ -231,16 +231,12 @@ struct RemoteOperator {
     yes: bool,
     bars: AtomicU32,
     journal: PathBuf,
-    sent: Mutex<String>,
 }
 
 impl RemoteOperator {
     /// Sends the journal as it is on disk now.
     fn snapshot(&self) {
         if let Some(v) = read_journal(&self.journal) {
-            if let Ok(mut sent) = self.sent.lock() {
-                *sent = v.to_string();
-            }
             self.em.emit(Event::Journal { journal: v });
         }
     }

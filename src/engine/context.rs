@@ -101,6 +101,14 @@ impl<'a> Ctx<'a> {
         journal: SharedJournal,
         settings: Settings,
     ) -> Ctx<'a> {
+        // With `--runner ecs` the data steps go to a runner task this process follows.
+        let remote = settings.runner.as_ref().map(|_| {
+            crate::engine::remote::link::Remote::new(
+                source.clone(),
+                target.clone(),
+                operator.assumes_yes(),
+            )
+        });
         Ctx {
             aws,
             world,
@@ -113,7 +121,7 @@ impl<'a> Ctx<'a> {
             settings,
             mongo: None,
             refreezes: 0,
-            remote: None,
+            remote,
         }
     }
 

@@ -277,18 +277,7 @@ async fn next_event(ctx: &mut Ctx<'_>) -> Result<Option<Event>> {
 
 /// Reads more of the log, and checks the task now and then.
 async fn fetch(ctx: &mut Ctx<'_>) -> Result<()> {
-    let (stream, token) = {
-        let l = live(ctx)?;
-        (l.stream.clone(), l.token.clone())
-    };
-    let (lines, next) = fargate::read_logs(&ctx.aws, &stream, token).await?;
-    let got = !lines.is_empty();
-    {
-        let l = live(ctx)?;
-        l.token = next;
-        l.queue.extend(lines.iter().filter_map(|t| Line::parse(t)));
-    }
-    if got {
+    if read_more(ctx).await? {
         return Ok(());
     }
     if live(ctx)?.checked.elapsed() >= STATUS_EVERY {
@@ -297,15 +286,8 @@ async fn fetch(ctx: &mut Ctx<'_>) -> Result<()> {
         let state = fargate::describe(&ctx.aws, &cluster, &task).await?;
         if state.stopped() {
             // One more read: what it wrote before it stopped may have just arrived.
-            let (stream, token) = {
-                let l = live(ctx)?;
-                (l.stream.clone(), l.token.clone())
-            };
-            let (lines, next) = fargate::read_logs(&ctx.aws, &stream, token).await?;
-            let l = live(ctx)?;
-            l.token = next;
-            l.queue.extend(lines.iter().filter_map(|t| Line::parse(t)));
-            l.stopped = Some(state);
+            read_more(ctx).await?;
+            live(ctx)?.stopped = Some(state);
             return Ok(());
         }
     }
@@ -318,6 +300,19 @@ async fn fetch(ctx: &mut Ctx<'_>) -> Result<()> {
         _ = ctx.cancel.cancelled() => {}
     }
     Ok(())
+}
+
+/// Reads the next part of the runner's log stream into the queue; true when it got lines.
+async fn read_more(ctx: &mut Ctx<'_>) -> Result<bool> {
+    let (stream, token) = {
+        let l = live(ctx)?;
+        (l.stream.clone(), l.token.clone())
+    };
+    let (lines, next) = fargate::read_logs(&ctx.aws, &stream, token).await?;
+    let l = live(ctx)?;
+    l.token = next;
+    l.queue.extend(lines.iter().filter_map(|t| Line::parse(t)));
+    Ok(!lines.is_empty())
 }
 
 /// Ctrl-C here: the runner is told to stop once (it stops at a batch boundary, journals and
