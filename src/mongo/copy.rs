@@ -24,7 +24,7 @@ use crate::mongo::ns::Selection;
 use crate::mongo::observe::Observer;
 use crate::mongo::order;
 use crate::mongo::progress::{CollectionProgress, ProgressStore};
-use crate::mongo::raw::{ReadShape, Replies};
+use crate::mongo::raw::{Keep, ReadShape, Replies};
 
 /// Knobs of the copy.
 #[derive(Clone, Debug)]
@@ -477,7 +477,7 @@ async fn open_source(
         None => doc! {},
     };
     // A reply stays counted for itself and for the insert commands made of it.
-    Replies::by_id(&scoll, filter, shape, 2)
+    Replies::by_id(&scoll, filter, shape, Keep::Read(2))
         .await
         .map_err(|e| src.err(format!("reading {}", it.source), e))
 }

@@ -68,14 +68,20 @@ pub fn budget() -> &'static Budget {
     &BUDGET
 }
 
-/// Tickets for scans that keep replies while a merge waits on another scan: their replies
-/// together never take more than half the budget, so a scan that only hashes always finds
-/// memory to read with and merges cannot hold each other up.
+/// The budget of replies kept for a merge (sync needs the source's documents to patch): a
+/// kept reply is counted here, not in the read budget. A reader keeping replies takes its
+/// share of this budget *before* its share of the read budget (always in that order), and
+/// what holds a kept reply never waits for the read budget: so a merge's own replies can
+/// never stand between its reader and the memory it waits for, and a scan that only hashes
+/// always finds memory to read with.
 pub fn retention() -> &'static Budget {
     &RETENTION
 }
 
-/// A byte budget (kept in KiB); a request larger than all of it takes all of it.
+/// A byte budget (kept in KiB). A request larger than all of it is granted alone: it takes
+/// all of it, once every other holder has given its share back (holders only ever wait on a
+/// server, never on a share of the same budget), so it is a wait with an end, never one that
+/// cannot be satisfied.
 #[derive(Clone, Debug)]
 pub struct Budget {
     sem: Arc<Semaphore>,
@@ -251,17 +257,35 @@ impl Reply {
     }
 }
 
+/// How long a reply stays counted once read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// In the read budget, at this many times its size (a copy counts the batches made from
+    /// it too), until the reply is dropped. The holder must never wait on a merge.
+    Read(usize),
+    /// In the [`retention`] budget, at its size: for replies a merge holds until it is done
+    /// with their documents.
+    Retained,
+}
+
+/// The shares for one reply, taken before it is asked for.
+#[derive(Debug)]
+struct Ahead {
+    /// Of the read budget: the driver's copies while it reads.
+    read: Share,
+    /// Of the retention budget, for a kept reply.
+    kept: Share,
+}
+
 /// A cursor read reply by reply, each reply's memory taken from the budget before it is
 /// asked for.
 pub struct Replies {
     cursor: RawBatchCursor,
     budget: &'static Budget,
     shape: ReadShape,
-    /// The share taken for the next reply, when taken ahead.
-    pending: Option<Share>,
-    /// A reply is kept counted at this many times its size (a copy counts the batches made
-    /// from it too).
-    keep: usize,
+    /// The shares taken for the next reply, when taken ahead.
+    pending: Option<Ahead>,
+    keep: Keep,
 }
 
 impl Replies {
@@ -271,10 +295,10 @@ impl Replies {
         filter: Document,
         sort: Option<Document>,
         shape: ReadShape,
-        keep: usize,
+        keep: Keep,
     ) -> MongoResult<Replies> {
         let budget = budget();
-        let pending = budget.take(READ_COPIES * shape.expect).await;
+        let pending = Replies::ahead(budget, keep, shape.expect).await;
         let mut find = coll.find(filter).batch_size(shape.batch_size);
         if let Some(s) = sort {
             find = find.sort(s);
@@ -285,7 +309,7 @@ impl Replies {
             budget,
             shape,
             pending: Some(pending),
-            keep: keep.max(1),
+            keep,
         })
     }
 
@@ -294,36 +318,66 @@ impl Replies {
         coll: &Collection<RawDocumentBuf>,
         filter: Document,
         shape: ReadShape,
-        keep: usize,
+        keep: Keep,
     ) -> MongoResult<Replies> {
         Replies::open(coll, filter, Some(doc! {"_id": 1}), shape, keep).await
+    }
+
+    /// The shares one reply of `expect` bytes needs: a kept reply's retention first, then the
+    /// read budget (never the other way round: a reader holding the read budget never waits
+    /// on what a merge holds).
+    async fn ahead(budget: &'static Budget, keep: Keep, expect: usize) -> Ahead {
+        let kept = match keep {
+            Keep::Retained => retention().take(expect).await,
+            Keep::Read(_) => Share::default(),
+        };
+        let read = budget.take(READ_COPIES * expect).await;
+        Ahead { read, kept }
     }
 
     /// Takes the next reply's share now if it is free; false when `next` would wait for memory
     /// (a caller holding a batch it has not sent should send it first).
     pub fn ready(&mut self) -> bool {
-        if self.pending.is_none() {
-            self.pending = self.budget.try_take(READ_COPIES * self.shape.expect);
+        if self.pending.is_none() && matches!(self.keep, Keep::Read(_)) {
+            self.pending = self
+                .budget
+                .try_take(READ_COPIES * self.shape.expect)
+                .map(|read| Ahead {
+                    read,
+                    kept: Share::default(),
+                });
         }
         self.pending.is_some()
     }
 
     /// The next reply, `None` at the end.
     pub async fn next(&mut self) -> MongoResult<Option<Reply>> {
-        let mut share = match self.pending.take() {
+        let ahead = match self.pending.take() {
             Some(s) => s,
-            None => self.budget.take(READ_COPIES * self.shape.expect).await,
+            None => Replies::ahead(self.budget, self.keep, self.shape.expect).await,
         };
         let Some(batch) = self.cursor.next().await.transpose()? else {
             return Ok(None);
         };
         let actual = batch.as_raw_document().as_bytes().len();
-        let want = self.keep * actual;
-        if share.bytes() >= want {
-            share.keep(want);
-        } else if let Some(more) = self.budget.try_take(want - share.bytes()) {
-            share.merge(more);
-        }
+        let share = match self.keep {
+            Keep::Read(times) => {
+                let mut share = ahead.read;
+                let want = times.max(1) * actual;
+                if share.bytes() >= want {
+                    share.keep(want);
+                } else if let Some(more) = self.budget.try_take(want - share.bytes()) {
+                    share.merge(more);
+                }
+                share
+            }
+            // The read budget goes back now: the reply is one buffer from here on.
+            Keep::Retained => {
+                let mut share = ahead.kept;
+                share.keep(actual);
+                share
+            }
+        };
         // Expect the next reply as large as the largest so far (with room to grow): a smaller
         // reply says nothing of the next document's size.
         self.shape.expect = self.shape.expect.max((actual * 2).min(MAX_REPLY));

@@ -9,7 +9,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::mongo::order;
-use crate::mongo::raw::{self, ReadShape, Replies, Reply, Share};
+use crate::mongo::raw::{Keep, ReadShape, Replies, Reply};
 
 /// The 128-bit hash of a document's exact bytes.
 pub fn doc_hash(raw: &[u8]) -> u128 {
@@ -118,9 +118,9 @@ struct Chunk {
 /// A task reads the cursor a reply ahead and hashes it, so the server keeps working and the
 /// hashing runs beside the merge: two scans merged side by side drift out of step as soon as
 /// one side has a document the other lacks, and without read-ahead their round trips would
-/// then take turns instead of overlapping. A scan that keeps documents holds at most two
-/// replies (the current and the next) and a retention ticket sized for them; a hashing scan
-/// holds memory only while it reads and hashes a reply.
+/// then take turns instead of overlapping. A scan that keeps documents holds at most three
+/// replies (the current one, one handed over, one being read), counted in the retention
+/// budget; a hashing scan holds memory only while it reads and hashes a reply.
 pub struct SortedScan {
     rx: tokio::sync::mpsc::Receiver<mongodb::error::Result<Chunk>>,
     items: std::vec::IntoIter<Item>,
@@ -128,7 +128,6 @@ pub struct SortedScan {
     next_index: usize,
     current: Option<usize>,
     _reader: AbortOnDrop,
-    _ticket: Option<Share>,
     prev: Option<RawBson>,
     /// Digest of everything read so far.
     pub digest: Digest,
@@ -151,17 +150,17 @@ impl SortedScan {
         after: Option<&RawBson>,
         opts: ScanOpts,
     ) -> mongodb::error::Result<SortedScan> {
-        // Kept replies wait on the merge, which may wait on another scan's reads: their total
-        // is capped (half the budget) so a hashing scan always finds memory to read with.
-        let ticket = if opts.keep_docs {
-            Some(raw::retention().take(opts.shape.expect * 2).await)
-        } else {
-            None
-        };
         let filter = after
             .map(|a| order::after_filter(&a.as_raw_bson_ref()))
             .unwrap_or_default();
-        let replies = Replies::by_id(coll, filter, opts.shape, 1).await?;
+        // Kept replies wait on the merge, which may wait on the other side's reads: they are
+        // counted in the retention budget, never in the read budget both sides read with.
+        let keep = if opts.keep_docs {
+            Keep::Retained
+        } else {
+            Keep::Read(1)
+        };
+        let replies = Replies::by_id(coll, filter, opts.shape, keep).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let reader = tokio::spawn(read_ahead(replies, tx, opts));
         Ok(SortedScan {
@@ -171,7 +170,6 @@ impl SortedScan {
             next_index: 0,
             current: None,
             _reader: AbortOnDrop(reader),
-            _ticket: ticket,
             prev: None,
             digest: Digest::default(),
             out_of_order: None,
@@ -186,6 +184,10 @@ impl SortedScan {
                 self.next_index += 1;
                 break item;
             }
+            // Every document of the current reply is settled (`take_current` follows the
+            // `next` that returned it): give the reply back before waiting for the next one,
+            // whose reader may be waiting for exactly that memory.
+            self.reply = None;
             match self.rx.recv().await {
                 Some(chunk) => {
                     let chunk = chunk?;
