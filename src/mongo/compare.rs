@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mongodb::bson::{Document, RawDocumentBuf};
+use mongodb::bson::{Bson, Document, RawDocumentBuf};
 use serde::Serialize;
 
 use crate::cancel::Cancel;
@@ -232,7 +232,7 @@ pub fn compare_options(s: &CollectionMeta, t: &CollectionMeta) -> Vec<String> {
     let keys: BTreeSet<&String> = so.keys().chain(to.keys()).collect();
     for k in keys {
         match (so.get(k), to.get(k)) {
-            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) if same_value(a, b) => {}
             (Some(a), Some(b)) => out.push(format!("option {k}: source {a} vs target {b}")),
             (Some(a), None) => out.push(format!(
                 "option {k}: missing on the target (source has {a})"
@@ -242,6 +242,51 @@ pub fn compare_options(s: &CollectionMeta, t: &CollectionMeta) -> Vec<String> {
         }
     }
     out
+}
+
+/// Metadata values compared as the server means them: numbers by value whatever their type
+/// (a 6.0 or 8.0 server stores a TTL's `expireAfterSeconds` or a capped size as Int32 where a
+/// 4.4 server kept the Int64 it was given), everything else exactly.
+pub fn same_value(a: &Bson, b: &Bson) -> bool {
+    match (a, b) {
+        (Bson::Document(x), Bson::Document(y)) => same_doc(x, y),
+        (Bson::Array(x), Bson::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+        }
+        _ => match (number(a), number(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// Two metadata documents field by field, in any order (servers list options in orders of
+/// their own: 4.4 puts `unique` before `key`); see [`same_value`].
+pub fn same_doc(a: &Document, b: &Document) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .all(|(k, v)| b.get(k).is_some_and(|w| same_value(v, w)))
+}
+
+/// Two index specs: the same options, and the same key fields in the same order (the one
+/// place where order is meaning: `{a: 1, b: 1}` is another index than `{b: 1, a: 1}`).
+fn same_index(a: &Document, b: &Document) -> bool {
+    let key_order = |d: &Document| -> Vec<String> {
+        d.get_document("key")
+            .map(|k| k.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    same_doc(a, b) && key_order(a) == key_order(b)
+}
+
+/// An integral number's value (metadata numbers are counts, sizes, seconds and weights).
+fn number(v: &Bson) -> Option<i128> {
+    match v {
+        Bson::Int32(n) => Some(*n as i128),
+        Bson::Int64(n) => Some(*n as i128),
+        Bson::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i128),
+        _ => None,
+    }
 }
 
 /// Differences between source and target indexes, by name.
@@ -257,7 +302,7 @@ pub fn compare_indexes(source: &[Document], target: &[Document]) -> Vec<String> 
     for (name, spec) in &s {
         match t.get(name) {
             None => out.push(format!("index {name} is missing on the target")),
-            Some(ts) if ts != spec => out.push(format!(
+            Some(ts) if !same_index(ts, spec) => out.push(format!(
                 "index {name} differs: source {spec} vs target {ts}"
             )),
             _ => {}
@@ -310,6 +355,38 @@ pub(crate) async fn extra_collections(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn index_specs_compare_numbers_by_value_options_in_any_order_and_keys_in_order() {
+        let src = [
+            doc! {"unique": true, "key": {"a": 1, "b": -1}, "name": "ab", "expireAfterSeconds": 60i64},
+        ];
+        let same = [
+            doc! {"key": {"a": 1, "b": -1}, "name": "ab", "unique": true, "expireAfterSeconds": 60i32},
+        ];
+        assert!(super::compare_indexes(&src, &same).is_empty());
+        let swapped = [
+            doc! {"key": {"b": -1, "a": 1}, "name": "ab", "unique": true, "expireAfterSeconds": 60},
+        ];
+        assert_eq!(
+            super::compare_indexes(&src, &swapped).len(),
+            1,
+            "key order is meaning"
+        );
+        let other = [
+            doc! {"key": {"a": 1, "b": -1}, "name": "ab", "unique": true, "expireAfterSeconds": 61},
+        ];
+        assert_eq!(super::compare_indexes(&src, &other).len(), 1);
+        let typed = [
+            doc! {"key": {"a": 1, "b": -1}, "name": "ab", "unique": "true", "expireAfterSeconds": 60},
+        ];
+        assert_eq!(
+            super::compare_indexes(&src, &typed).len(),
+            1,
+            "only numbers are loose"
+        );
+    }
+
     use super::*;
     use mongodb::bson::doc;
 

@@ -51,6 +51,10 @@ pub struct CollectionVerdict {
     pub index_differences: Vec<String>,
     /// Collection option differences.
     pub option_differences: Vec<String>,
+    /// Set when the collection was checked against the ledger: the documents the frozen sync
+    /// patched, read back (the digests then hold the document counts only: the ledger's and
+    /// the target's).
+    pub read_back: Option<u64>,
 }
 
 /// The whole verification.
@@ -84,7 +88,7 @@ impl VerifyReport {
                         "{} missing, {} extra, {} different",
                         c.missing, c.extra, c.different
                     ));
-                } else if c.source_digest != c.target_digest {
+                } else if c.read_back.is_none() && c.source_digest != c.target_digest {
                     parts.push(format!(
                         "{} vs {} documents, digests differ",
                         c.source_digest.count, c.target_digest.count
@@ -177,8 +181,12 @@ pub async fn run(
     report.documents_compared = report
         .collections
         .iter()
-        // Documents, not sides: a document both sides hold counts once.
-        .map(|c| c.source_digest.count.max(c.target_digest.count))
+        // Documents, not sides: a document both sides hold counts once; a collection checked
+        // against the ledger counts what was read back.
+        .map(|c| {
+            c.read_back
+                .unwrap_or(c.source_digest.count.max(c.target_digest.count))
+        })
         .sum();
     report.bytes_compared = report
         .collections
@@ -204,7 +212,9 @@ async fn read_back_only(
         crate::mongo::jobs::count(dst, &it.target)
     );
     let (rb, count) = (rb?, count?);
-    v.target_digest.count = rb.checked;
+    v.read_back = Some(rb.checked);
+    v.source_digest.count = *ledger_count;
+    v.target_digest.count = count;
     v.different = rb.wrong.len() as u64;
     v.examples = rb
         .wrong
@@ -245,6 +255,7 @@ impl CollectionVerdict {
             pinpoint_unavailable: None,
             index_differences: vec![],
             option_differences: vec![],
+            read_back: None,
         }
     }
 }

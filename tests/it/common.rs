@@ -172,7 +172,65 @@ impl Account {
         c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c.envs(extra.iter().copied());
         c.args(args);
-        off_runtime(|| c.output().expect("run efs2atlas").into())
+        off_runtime(|| output_within(&mut c, RUN_DEADLINE))
+    }
+}
+
+/// How long one run of the binary may take in a test before it counts as hung.
+pub const RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs `c` with its output collected, killing it (kill -9) and failing the test with what it
+/// printed when it is still running after `limit`.
+pub fn output_within(c: &mut Command, limit: std::time::Duration) -> Run {
+    use std::io::Read;
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("run efs2atlas");
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for efs2atlas") {
+            break Some(st);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    match status {
+        Some(st) => Run {
+            code: st.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "efs2atlas was still running after {limit:?} (killed): a hang.\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ),
     }
 }
 
@@ -444,9 +502,15 @@ impl Cmd {
         self
     }
 
-    /// Runs to the end.
-    pub fn run(mut self) -> Run {
-        off_runtime(|| self.cmd.output().expect("run efs2atlas").into())
+    /// Runs to the end (killed, and the test failed, after [`RUN_DEADLINE`]: a run that
+    /// never ends is a defect, never a test that waits forever).
+    pub fn run(self) -> Run {
+        self.run_within(RUN_DEADLINE)
+    }
+
+    /// Runs to the end, within `limit`.
+    pub fn run_within(mut self, limit: std::time::Duration) -> Run {
+        off_runtime(|| output_within(&mut self.cmd, limit))
     }
 
     /// Starts it and returns the child.

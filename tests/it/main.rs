@@ -18,6 +18,7 @@ mod fakefargate;
 mod fence;
 mod fidelity;
 mod ledger;
+mod matrix;
 mod migrate;
 #[path = "../support/mongod.rs"]
 mod mongod;
@@ -27,6 +28,8 @@ mod props;
 #[path = "../support/proxy.rs"]
 mod proxy;
 mod pty;
+#[path = "../support/rich.rs"]
+mod rich;
 mod runner;
 mod shape;
 #[path = "../support/shaper.rs"]

@@ -104,9 +104,20 @@ impl Setup {
 
 /// The fixture with its one mongo task running, and `docs` more documents in the source.
 pub(crate) async fn setup(docs: usize) -> Setup {
+    setup_on(None, docs).await
+}
+
+/// The same, the source running MongoDB `version` (see [`Mongod::source_version`]) when given.
+pub(crate) async fn setup_on(version: Option<&str>, docs: usize) -> Setup {
     let acct = account().await;
     let fx = world::steady(&acct.conf, "goals").await;
-    let (src, dst) = crate::common::off_runtime(|| (Mongod::source(), Mongod::target()));
+    let (src, dst) = crate::common::off_runtime(|| {
+        let src = match version {
+            Some(v) => Mongod::source_version(v),
+            None => Mongod::source(),
+        };
+        (src, Mongod::target())
+    });
     world::seed_mongo(&src.uri()).await;
     if docs > 0 {
         let c = mongodb::Client::with_uri_str(src.uri()).await.unwrap();

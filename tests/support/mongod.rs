@@ -94,12 +94,36 @@ pub struct Mongod {
     pub kind: Kind,
     members: Vec<Member>,
     dir: tempfile::TempDir,
+    /// An older server binary instead of the 6.0.5 one.
+    old: Option<OldServer>,
+}
+
+/// An older mongod and the OpenSSL 1.1 libraries it needs.
+#[derive(Clone, Debug)]
+struct OldServer {
+    exe: String,
+    libs: String,
 }
 
 impl Mongod {
     /// A source like the `mongo` image: standalone, `--auth`, a root user.
     pub fn source() -> Mongod {
+        Mongod::source_of(None)
+    }
+
+    /// The same source running an older MongoDB the users' `mongo` containers run: "4.4",
+    /// "5.0" or "6.0.27" (installed by scripts/test-env from PyPI wheels, with OpenSSL 1.1).
+    pub fn source_version(version: &str) -> Mongod {
+        let var = format!("EFS2ATLAS_TEST_MONGOD_{}", version.replace('.', "_"));
+        Mongod::source_of(Some(OldServer {
+            exe: need(&var),
+            libs: need("EFS2ATLAS_TEST_OLD_LIBS"),
+        }))
+    }
+
+    fn source_of(old: Option<OldServer>) -> Mongod {
         let mut m = Mongod::new(Kind::Source, 1);
+        m.old = old;
         m.start_all();
         let port = m.members[0].port;
         block(async move {
@@ -174,7 +198,12 @@ impl Mongod {
                 }
             })
             .collect();
-        Mongod { kind, members, dir }
+        Mongod {
+            kind,
+            members,
+            dir,
+            old: None,
+        }
     }
 
     fn start_all(&mut self) {
@@ -184,11 +213,18 @@ impl Mongod {
     }
 
     fn start_member(&mut self, i: usize) {
-        let exe = need("EFS2ATLAS_TEST_MONGOD");
+        let exe = match &self.old {
+            Some(o) => o.exe.clone(),
+            None => need("EFS2ATLAS_TEST_MONGOD"),
+        };
         let kind = self.kind;
         let log = self.dir.path().join(format!("m{i}.log"));
+        let old = self.old.clone();
         let m = &mut self.members[i];
         let mut c = Command::new(exe);
+        if let Some(o) = old {
+            c.env("LD_LIBRARY_PATH", o.libs);
+        }
         c.args(["--bind_ip", "127.0.0.1", "--port", &m.port.to_string()])
             .arg("--dbpath")
             .arg(&m.dbpath)

@@ -131,13 +131,20 @@ pub fn verify_text(r: &VerifyReport) -> String {
         } else {
             style::danger(Stderr, "DIFFERENT")
         };
-        let _ = writeln!(
-            o,
-            "{} {status} source {} / target {}",
-            fit_left(&c.source, 40),
-            plural(c.source_digest.count, "doc", "docs"),
-            plural(c.target_digest.count, "doc", "docs")
-        );
+        let counts = match c.read_back {
+            Some(n) => format!(
+                "target {} (ledger {}), {} read back",
+                plural(c.target_digest.count, "doc", "docs"),
+                count(c.source_digest.count),
+                plural(n, "patched doc", "patched docs")
+            ),
+            None => format!(
+                "source {} / target {}",
+                plural(c.source_digest.count, "doc", "docs"),
+                plural(c.target_digest.count, "doc", "docs")
+            ),
+        };
+        let _ = writeln!(o, "{} {status} {counts}", fit_left(&c.source, 40));
         if c.missing + c.extra + c.different > 0 {
             let _ = writeln!(
                 o,
