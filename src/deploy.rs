@@ -305,9 +305,21 @@ pub async fn wait_steady(
 ) -> Result<(WaitEnd, ServiceState)> {
     let deadline = Instant::now() + timeout;
     let poll = (timeout / 30).clamp(Duration::from_millis(500), Duration::from_secs(10));
+    let _w = crate::watch::waiting_on(format!(
+        "ECS: service {service} to run {} steadily (bounded by --deploy-timeout {}s)",
+        td.rsplit('/').next().unwrap_or(td),
+        timeout.as_secs()
+    ));
+    let mut last_line = String::new();
     loop {
         let st = service_state(aws, cluster, service).await?;
-        observer.status(&st.line());
+        let line = st.line();
+        if line != last_line {
+            // A rollout that changes state is moving.
+            crate::watch::progress();
+            last_line.clone_from(&line);
+        }
+        observer.status(&line);
         if st.steady_on(td) {
             return Ok((WaitEnd::Steady, st));
         }

@@ -1,9 +1,10 @@
 //! efs2atlas: move an app's MongoDB from a container on ECS (data on EFS) to MongoDB Atlas.
 //!
-//! Layers point one way (checked by `tests/it/layers.rs`):
+//! Layers point one way (checked by `tests/it/shape.rs`):
 //! [`cli`] (flags, the terminal) → [`commands`] → [`engine`] (plan, steps, runner, journal)
 //! → adapters ([`mongo`], [`discover`], [`deploy`], [`cleanup`], [`taskdef`], [`aws`]) →
-//! shared core ([`world`], [`uri`], [`secret`], [`envmap`], [`units`], [`cancel`], [`error`]).
+//! shared core ([`world`], [`uri`], [`secret`], [`envmap`], [`units`], [`cancel`], [`watch`],
+//! [`error`]).
 
 pub mod aws;
 pub mod cancel;
@@ -21,4 +22,5 @@ pub mod secret;
 pub mod taskdef;
 pub mod units;
 pub mod uri;
+pub mod watch;
 pub mod world;

@@ -28,6 +28,7 @@ fn main() {
         .init();
 
     let json = std::env::args().any(|a| a == "--json");
+    last_resort(json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,4 +53,27 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// After a forced stop (see `efs2atlas::cancel`) the run drops what it waits on, unlocks and
+/// journals; should even that not end the process in time (a runtime worker stuck in a call
+/// that never returns), this thread ends it, saying what to run next. A plain thread, so it
+/// runs whatever the async runtime is doing.
+fn last_resort(json: bool) {
+    std::thread::spawn(move || {
+        while !efs2atlas::cancel::forced() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(efs2atlas::cancel::LAST_RESORT);
+        let words = efs2atlas::cancel::last_words()
+            .unwrap_or_else(|| "interrupted; the command could not stop cleanly".into());
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"error": {"message": words, "exit_code": exit::INTERRUPTED}})
+            );
+        }
+        eprintln!("error: {words}");
+        std::process::exit(exit::INTERRUPTED);
+    });
 }

@@ -16,6 +16,7 @@ use crate::mongo::progress::ProgressStore;
 use crate::mongo::sync::{self, SyncOptions};
 use crate::mongo::verify::{self, VerifyOptions};
 use crate::uri::MongoUri;
+use crate::watch::Report;
 
 /// How often the journal is written during a data run (plus at every collection boundary).
 const JOURNAL_INTERVAL: std::time::Duration = copy::JOURNAL_INTERVAL;
@@ -71,6 +72,24 @@ fn watch(
     cancel.on_signals();
     let bars = op.bars(label, items.iter().map(|i| i.estimated_docs).sum());
     (cancel, bars)
+}
+
+/// The watchdog's reports: a line for the operator, and in the journal's lock for `status`.
+fn stalls<'a>(op: &'a dyn Operator, journal: Option<&'a Path>) -> impl FnMut(Report) + 'a {
+    move |r| match r {
+        Report::Stalled(line) => {
+            op.notice(&line);
+            if let Some(j) = journal {
+                crate::engine::lock::note_waiting(j, Some(&line));
+            }
+        }
+        Report::Moving => {
+            op.notice("moving again");
+            if let Some(j) = journal {
+                crate::engine::lock::note_waiting(j, None);
+            }
+        }
+    }
 }
 
 /// What `copy` and `sync` start from: both servers, the selected collections, the held
@@ -161,7 +180,13 @@ pub async fn copy(d: &DataOptions, drop: bool, path: &Path, op: &dyn Operator) -
         drop,
         ..CopyOptions::default()
     };
-    let result = copy::run(&src, &dst, &items, &opts, &shared, &*bars, &cancel).await;
+    crate::cancel::set_last_words(format!(
+        "copy interrupted; progress is saved in {}. Run the same command again to continue",
+        path.display()
+    ));
+    let run = copy::run(&src, &dst, &items, &opts, &shared, &*bars, &cancel);
+    let run = crate::watch::watched("copy", run, stalls(op, Some(path)));
+    let result = crate::cancel::or_forced(run, "copy interrupted").await;
     bars.done();
     let report = match result {
         Ok(r) => r,
@@ -198,7 +223,9 @@ pub async fn verify(d: &DataOptions, max_examples: usize, op: &dyn Operator) -> 
         max_examples,
         read_back: Default::default(),
     };
-    let result = verify::run(&src, &dst, &items, &opts, &*bars, &cancel).await;
+    let run = verify::run(&src, &dst, &items, &opts, &*bars, &cancel);
+    let run = crate::watch::watched("verify", run, stalls(op, None));
+    let result = crate::cancel::or_forced(run, "verify interrupted; nothing was changed").await;
     bars.done();
     let report = result?;
     let error = (!report.ok).then(|| report.summary());
@@ -231,7 +258,13 @@ pub async fn sync(d: &DataOptions, path: &Path, op: &dyn Operator) -> Result<Don
         owned,
     };
     let store: &dyn ProgressStore = &shared;
-    let result = sync::run(&src, &dst, &items, &opts, Some(store), &*bars, &cancel).await;
+    crate::cancel::set_last_words(format!(
+        "sync interrupted; finished collections are recorded in {}. Run the same command again to continue",
+        path.display()
+    ));
+    let run = sync::run(&src, &dst, &items, &opts, Some(store), &*bars, &cancel);
+    let run = crate::watch::watched("sync", run, stalls(op, Some(path)));
+    let result = crate::cancel::or_forced(run, "sync interrupted").await;
     bars.done();
     let report = match result {
         Ok(r) => r,

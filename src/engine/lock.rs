@@ -21,6 +21,10 @@ pub struct LockHolder {
     pub since: String,
     /// What it runs (`migrate`, `resume`, `copy`, `sync`).
     pub command: String,
+    /// What the run has waited on with no progress for a while (the watchdog's line), while
+    /// it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// An exclusive hold on a journal, released when dropped or when the process dies.
@@ -63,6 +67,7 @@ impl JournalLock {
             host: host_name(),
             since: now(),
             command: command.into(),
+            waiting: None,
         };
         let body = serde_json::to_vec_pretty(&me)
             .map_err(|e| Error::other(format!("encoding lock: {e}")))?;
@@ -71,6 +76,30 @@ impl JournalLock {
         file.write_all(&body)
             .map_err(|e| io_err(&path, "writing", e))?;
         Ok(JournalLock { file, path })
+    }
+}
+
+/// Notes in the lock file of `journal` (which this process holds) what the run waits on, or
+/// that it moves again (`None`), for `status` to show. Best effort: a line on the screen said
+/// it already.
+pub fn note_waiting(journal: &Path, waiting: Option<&str>) {
+    let path = PathBuf::from(format!("{}.lock", journal.display()));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let Ok(mut h) = serde_json::from_str::<LockHolder>(&text) else {
+        return;
+    };
+    if h.pid != std::process::id() {
+        return;
+    }
+    h.waiting = waiting.map(str::to_string);
+    if let (Ok(body), Ok(mut f)) = (
+        serde_json::to_vec_pretty(&h),
+        std::fs::OpenOptions::new().write(true).open(&path),
+    ) {
+        // In place: the lock is this file (its inode), so it is never replaced.
+        let _ = f.set_len(0).and_then(|_| f.write_all(&body));
     }
 }
 
@@ -96,6 +125,7 @@ pub fn holder(journal: &Path) -> Option<LockHolder> {
                 host: "unknown".into(),
                 since: String::new(),
                 command: "efs2atlas".into(),
+                waiting: None,
             }))
         }
         Err(std::fs::TryLockError::Error(_)) => None,

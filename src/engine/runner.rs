@@ -38,6 +38,9 @@ pub async fn execute(mut ctx: Ctx<'_>) -> Result<(Plan, MigrationReport)> {
 pub async fn run_steps(ctx: &mut Ctx<'_>) -> Result<bool> {
     ctx.cancel.on_signals();
     let journal_path = ctx.journal.path().display().to_string();
+    crate::cancel::set_last_words(format!(
+        "interrupted; the run could not stop cleanly. Check the source's write lock (db.currentOp() shows fsyncLock), then continue with `efs2atlas resume --journal {journal_path}`"
+    ));
     let order: Vec<StepId> = ctx.plan.steps.iter().map(|s| s.id).collect();
     // Each round runs the first unfinished step: a step may send the run back (the cutover
     // fence forgets freeze, sync and verify when the freeze no longer holds).
@@ -74,7 +77,42 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
         );
     })?;
     tracing::info!("step {step}");
-    let (status, note) = match steps::run(step, ctx).await {
+    // A forced stop (a second Ctrl-C, or the step not stopping at a safe point in time) drops
+    // the step where it waits: nothing it waits on can hold the run.
+    // The watchdog says, on the screen and in the lock file `status` reads, what a step that
+    // makes no progress waits on.
+    let operator = ctx.operator;
+    let journal = ctx.journal.path().to_path_buf();
+    let name = step.to_string();
+    let watched = crate::watch::watched(&name, steps::run(step, ctx), |r| match r {
+        crate::watch::Report::Stalled(line) => {
+            operator.notice(&line);
+            crate::engine::lock::note_waiting(&journal, Some(&line));
+        }
+        crate::watch::Report::Moving => {
+            operator.notice(&format!("{step}: moving again"));
+            crate::engine::lock::note_waiting(&journal, None);
+        }
+    });
+    // What the step waited on is read before it is dropped.
+    let forced = async {
+        crate::cancel::until_forced().await;
+        crate::watch::longest_wait()
+    };
+    let outcome = tokio::select! {
+        r = watched => r,
+        stuck = forced => Err(Error::interrupted(format!(
+            "{}{}",
+            crate::cancel::forced_why(),
+            stuck
+                .map(|(what, _)| format!("; it was waiting on {what}"))
+                .unwrap_or_default()
+        ))),
+    };
+    if crate::cancel::forced() {
+        unlock_on_forced_stop(ctx).await;
+    }
+    let (status, note) = match outcome {
         Ok(Outcome::Again) => {
             ctx.update(|s| drop(s.steps.remove(&step)))?;
             return Ok(StepStatus::Running);
@@ -118,6 +156,30 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
     })?;
     ctx.operator.step_ended(step, status, &note);
     Ok(status)
+}
+
+/// How long a forced stop may spend unlocking the source.
+const FORCED_UNLOCK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A forced stop does not leave the app read-only behind a run that could not finish: the
+/// source is unlocked if this run froze it (resume freezes, syncs and verifies again), within
+/// a bound. With `--runner ecs` the runner holds the lock; it was told to stop and unlocks on
+/// its own forced stop.
+async fn unlock_on_forced_stop(ctx: &mut Ctx<'_>) {
+    if ctx.remote.is_some() || !ctx.source_locked() {
+        return;
+    }
+    let unlocked = tokio::time::timeout(
+        FORCED_UNLOCK,
+        ctx.unfreeze("the run was stopped before it could finish"),
+    )
+    .await;
+    if unlocked.is_err() {
+        ctx.operator.error_line(&format!(
+            "could not unlock the source within {}s (it does not answer): run db.fsyncUnlock() on it by hand, or `efs2atlas resume`",
+            FORCED_UNLOCK.as_secs()
+        ));
+    }
 }
 
 /// A step's error with what to do next.

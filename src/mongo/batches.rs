@@ -223,7 +223,16 @@ pub async fn insert_batch(
     let _copies = raw::writes()
         .take(INSERT_COPIES * body.as_bytes().len())
         .await;
-    let held = insert(dst, (db, coll), ns, body, &b.items, live).await?;
+    let held = {
+        let _w = crate::watch::waiting_on(format!(
+            "{}: inserting into {ns} ({} documents, {} KiB)",
+            dst.role,
+            b.items.len(),
+            body.as_bytes().len() / 1024
+        ));
+        insert(dst, (db, coll), ns, body, &b.items, live).await?
+    };
+    crate::watch::progress();
     Ok(std::mem::take(&mut b.items)
         .into_iter()
         .map(|mut item| {

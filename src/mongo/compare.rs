@@ -118,8 +118,8 @@ pub(crate) async fn open_merge(
         ..hashing
     };
     let (s, t) = tokio::join!(
-        SortedScan::open_after(&scoll, part.after.as_ref(), source),
-        SortedScan::open_after(&tcoll, part.after.as_ref(), hashing)
+        SortedScan::open_after(&scoll, part.after.as_ref(), source.on(src.role)),
+        SortedScan::open_after(&tcoll, part.after.as_ref(), hashing.on(dst.role))
     );
     let s = s.map_err(|e| src.err(format!("reading {}", it.source), e))?;
     let t = t.map_err(|e| dst.err(format!("reading {}", it.target), e))?;

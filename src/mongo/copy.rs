@@ -477,7 +477,7 @@ async fn open_source(
         None => doc! {},
     };
     // A reply stays counted for itself and for the insert commands made of it.
-    Replies::by_id(&scoll, filter, shape, Keep::Read(2))
+    Replies::by_id((&scoll, "source"), filter, shape, Keep::Read(2))
         .await
         .map_err(|e| src.err(format!("reading {}", it.source), e))
 }

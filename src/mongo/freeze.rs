@@ -19,6 +19,7 @@ pub struct FreezeOutcome {
 
 /// Locks the source against writes.
 pub async fn lock(m: &Mongo) -> Result<FreezeOutcome> {
+    let _w = crate::watch::waiting_on("source: fsync lock (it waits for writes under way)");
     let r = m.client.database("admin").run_command(doc! {"fsync": 1, "lock": true}).await.map_err(|e| Error::mongo(format!("source ({}): freezing writes with fsync lock", m.uri.redacted()), format!(
             "{}. The user needs the fsync privilege (e.g. the root or hostManager role); or pass --freeze none to continue without a freeze (writes during the copy can then be lost)",
             crate::mongo::scrub_err(&m.uri, &e)

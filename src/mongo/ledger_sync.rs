@@ -87,7 +87,8 @@ pub async fn round(
     let ns = it.source.to_string();
     let next = mark.generation + 1;
     let reader = LedgerReader::open(&ledger::path_in(dir, &ns, mark.generation), mark)?;
-    let scan = SortedScan::open(&source_scan(src, it), ScanOpts::keeping(it.read_shape()))
+    let opts = ScanOpts::keeping(it.read_shape()).on(src.role);
+    let scan = SortedScan::open(&source_scan(src, it), opts)
         .await
         .map_err(|e| src.err(format!("reading {}", it.source), e))?;
     let mut merge = Merge::new(ScanSide::new(scan, src, ns.clone()), reader);
@@ -225,7 +226,7 @@ pub async fn audit(
         .client
         .database(&it.target.db)
         .collection::<RawDocumentBuf>(&it.target.coll);
-    let scan = SortedScan::open(&coll, ScanOpts::hashing(it.read_shape()))
+    let scan = SortedScan::open(&coll, ScanOpts::hashing(it.read_shape()).on(dst.role))
         .await
         .map_err(|e| dst.err(format!("reading {}", it.target), e))?;
     let mut merge = Merge::new(ScanSide::new(scan, dst, it.target.to_string()), reader);

@@ -142,6 +142,7 @@ impl Mongo {
 
     /// The raw `listCollections` entries of a database (options kept as the server sent them).
     pub async fn list_collections(&self, db: &str) -> Result<Vec<Document>> {
+        let _w = crate::watch::waiting_on(format!("{}: listCollections on {db}", self.role));
         let d = self.client.database(db);
         cursor_command(&d, doc! {"listCollections": 1})
             .await
@@ -150,6 +151,7 @@ impl Mongo {
 
     /// The raw `listIndexes` entries of a collection.
     pub async fn list_indexes(&self, db: &str, coll: &str) -> Result<Vec<Document>> {
+        let _w = crate::watch::waiting_on(format!("{}: listIndexes on {db}.{coll}", self.role));
         let d = self.client.database(db);
         cursor_command(&d, doc! {"listIndexes": coll})
             .await
@@ -218,6 +220,8 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    // The collection being worked on, for a watchdog line when no server call is named.
+    let _doing = crate::watch::doing(what);
     let mut pause = RETRY_FIRST_PAUSE;
     let mut attempt = 0;
     let mut seen = progress();

@@ -226,6 +226,12 @@ impl<'a> Patcher<'a> {
 
     /// Sends what is queued.
     pub async fn flush(&mut self) -> Result<()> {
+        let _w = crate::watch::waiting_on(format!(
+            "{}: writing {} patch(es) to {}",
+            self.dst.role,
+            self.deletes.len() + self.extras.len() + self.inserts.len(),
+            self.ns
+        ));
         let t = Instant::now();
         self.check_extras().await?;
         let checked = t.elapsed();
@@ -248,6 +254,7 @@ impl<'a> Patcher<'a> {
         self.deferred.extend(turned_away);
         self.done.add(&self.pending);
         self.pending = Counts::default();
+        crate::watch::progress();
         Ok(())
     }
 

@@ -35,11 +35,18 @@ pub const WRITE_BUDGET_BYTES: usize = 48 * 1024 * 1024;
 /// Copies of a reply the driver may hold while it receives it.
 const READ_COPIES: usize = 3;
 
-static BUDGET: LazyLock<Budget> = LazyLock::new(|| Budget::new(BUDGET_BYTES));
+static BUDGET: LazyLock<Budget> =
+    LazyLock::new(|| Budget::named(BUDGET_BYTES, "the read budget (replies being read)"));
 
-static RETENTION: LazyLock<Budget> = LazyLock::new(|| Budget::new(BUDGET_BYTES / 2));
+static RETENTION: LazyLock<Budget> = LazyLock::new(|| {
+    Budget::named(
+        BUDGET_BYTES / 2,
+        "the retention budget (replies a merge holds)",
+    )
+});
 
-static WRITES: LazyLock<Budget> = LazyLock::new(|| Budget::new(WRITE_BUDGET_BYTES));
+static WRITES: LazyLock<Budget> =
+    LazyLock::new(|| Budget::named(WRITE_BUDGET_BYTES, "the write budget (inserts under way)"));
 
 /// The budget of inserts in flight: the driver clones a command, serialises the clone into a
 /// message and copies that onto the wire, so an insert of `n` bytes holds `3n` more than the
@@ -86,15 +93,22 @@ pub fn retention() -> &'static Budget {
 pub struct Budget {
     sem: Arc<Semaphore>,
     kib: usize,
+    name: &'static str,
 }
 
 impl Budget {
     /// A budget of `bytes`.
     pub fn new(bytes: usize) -> Budget {
+        Budget::named(bytes, "a memory budget")
+    }
+
+    /// A budget of `bytes`, named for the watchdog's line.
+    pub fn named(bytes: usize, name: &'static str) -> Budget {
         let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
         Budget {
             sem: Arc::new(Semaphore::new(kib)),
             kib,
+            name,
         }
     }
 
@@ -107,14 +121,19 @@ impl Budget {
 
     /// Waits for `bytes` of the budget.
     pub async fn take(&self, bytes: usize) -> Share {
+        if let Some(s) = self.try_take(bytes) {
+            return s;
+        }
+        let units = self.units(bytes);
+        let _w = crate::watch::waiting_on(format!(
+            "memory: {} KiB of {} ({} of {} KiB free)",
+            units,
+            self.name,
+            self.free_kib(),
+            self.kib
+        ));
         // The semaphore is never closed, so this only fails if it were: then hold nothing.
-        Share(
-            self.sem
-                .clone()
-                .acquire_many_owned(self.units(bytes))
-                .await
-                .ok(),
-        )
+        Share(self.sem.clone().acquire_many_owned(units).await.ok())
     }
 
     /// `bytes` of the budget if they are free now.
@@ -286,12 +305,15 @@ pub struct Replies {
     /// The shares taken for the next reply, when taken ahead.
     pending: Option<Ahead>,
     keep: Keep,
+    /// What a wait for the next reply is, for the watchdog.
+    what: String,
 }
 
 impl Replies {
-    /// Runs `find` (sorted when `sort` is given) after taking the first reply's share.
+    /// Runs `find` (sorted when `sort` is given) after taking the first reply's share; `side`
+    /// (source or target) names the server for the watchdog.
     pub async fn open(
-        coll: &Collection<RawDocumentBuf>,
+        (coll, side): (&Collection<RawDocumentBuf>, &str),
         filter: Document,
         sort: Option<Document>,
         shape: ReadShape,
@@ -303,19 +325,25 @@ impl Replies {
         if let Some(s) = sort {
             find = find.sort(s);
         }
-        let cursor = find.batch().await?;
+        let what = format!("{side}: reading {}", coll.namespace());
+        let cursor = {
+            let _w = crate::watch::waiting_on(&what);
+            find.batch().await?
+        };
+        crate::watch::progress();
         Ok(Replies {
             cursor,
             budget,
             shape,
             pending: Some(pending),
             keep,
+            what,
         })
     }
 
     /// Opens a scan sorted by `_id`.
     pub async fn by_id(
-        coll: &Collection<RawDocumentBuf>,
+        coll: (&Collection<RawDocumentBuf>, &str),
         filter: Document,
         shape: ReadShape,
         keep: Keep,
@@ -356,7 +384,12 @@ impl Replies {
             Some(s) => s,
             None => Replies::ahead(self.budget, self.keep, self.shape.expect).await,
         };
-        let Some(batch) = self.cursor.next().await.transpose()? else {
+        let next = {
+            let _w = crate::watch::waiting_on(&self.what);
+            self.cursor.next().await.transpose()?
+        };
+        crate::watch::progress();
+        let Some(batch) = next else {
             return Ok(None);
         };
         let actual = batch.as_raw_document().as_bytes().len();

@@ -73,6 +73,8 @@ pub struct ScanOpts {
     pub keep_docs: bool,
     /// Hash with the top-level fields sorted by name (see [`ScanOpts::canonical`]).
     pub canonical: bool,
+    /// Which server is read (`source` or `target`), for the watchdog.
+    pub side: &'static str,
 }
 
 impl ScanOpts {
@@ -82,6 +84,7 @@ impl ScanOpts {
             shape,
             keep_docs: false,
             canonical: false,
+            side: "source",
         }
     }
 
@@ -91,6 +94,11 @@ impl ScanOpts {
             keep_docs: true,
             ..ScanOpts::hashing(shape)
         }
+    }
+
+    /// The same, reading `side` (`source` or `target`).
+    pub fn on(self, side: &'static str) -> ScanOpts {
+        ScanOpts { side, ..self }
     }
 
     /// The same, hashing each document with its top-level fields sorted by name when `on`: a
@@ -160,7 +168,7 @@ impl SortedScan {
         } else {
             Keep::Read(1)
         };
-        let replies = Replies::by_id(coll, filter, opts.shape, keep).await?;
+        let replies = Replies::by_id((coll, opts.side), filter, opts.shape, keep).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let reader = tokio::spawn(read_ahead(replies, tx, opts));
         Ok(SortedScan {

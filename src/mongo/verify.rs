@@ -267,7 +267,7 @@ async fn scan_source(src: &Mongo, it: &Item) -> Result<Digest> {
         .database(&it.source.db)
         .collection::<RawDocumentBuf>(&it.source.coll);
     let read_err = |e| src.err(format!("reading {}", it.source), e);
-    let mut scan = SortedScan::open(&scoll, ScanOpts::hashing(it.read_shape()))
+    let mut scan = SortedScan::open(&scoll, ScanOpts::hashing(it.read_shape()).on(src.role))
         .await
         .map_err(read_err)?;
     while scan.next().await.map_err(read_err)?.is_some() {}

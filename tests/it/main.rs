@@ -34,6 +34,7 @@ mod runner;
 mod shape;
 #[path = "../support/shaper.rs"]
 mod shaper;
+mod stuck;
 mod sync;
 #[path = "../support/tcpfault.rs"]
 mod tcpfault;

@@ -20,6 +20,11 @@ pub struct Pty {
 impl Pty {
     /// Starts `efs2atlas migrate` (no --yes) for the setup in a pseudo-terminal.
     pub fn start(s: &Setup) -> Pty {
+        Pty::start_with(s, &[])
+    }
+
+    /// The same with more environment variables.
+    pub fn start_with(s: &Setup, env: &[(&str, &str)]) -> Pty {
         let q = |x: &str| format!("'{x}'");
         let cmd = [
             env!("CARGO_BIN_EXE_efs2atlas"),
@@ -47,6 +52,7 @@ impl Pty {
             .env("EFS2ATLAS_SOURCE_URI", s.src.uri())
             .env("EFS2ATLAS_TARGET_URI", s.target_uri())
             .envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
         &[
-            "world", "taskdef", "uri", "secret", "envmap", "units", "cancel", "error",
+            "world", "taskdef", "uri", "secret", "envmap", "units", "cancel", "watch", "error",
         ],
     ),
 ];

@@ -148,15 +148,19 @@ async fn relay(
     }
 }
 
-/// Waits as the faults say before `n` bytes go on.
+/// Waits as the faults say before `n` bytes go on (a stall lifted early lets them go).
 async fn stall(faults: &Arc<Mutex<Faults>>, n: usize) {
-    let f = faults.lock().unwrap().clone();
-    if let Some(t) = f.stall_until {
-        let now = Instant::now();
-        if t > now {
-            tokio::time::sleep(t - now).await;
+    loop {
+        let until = faults.lock().unwrap().stall_until;
+        match until {
+            Some(t) if t > Instant::now() => {
+                let left = t - Instant::now();
+                tokio::time::sleep(left.min(std::time::Duration::from_millis(50))).await;
+            }
+            _ => break,
         }
     }
+    let f = faults.lock().unwrap().clone();
     if let Some(d) = f.delay {
         tokio::time::sleep(d).await;
     }

@@ -141,6 +141,9 @@ pub fn status_text(j: &Journal, active: Option<&LockHolder>) -> String {
             "in progress: `efs2atlas {}` (pid {} on host {}, since {})",
             h.command, h.pid, h.host, h.since
         );
+        if let Some(w) = &h.waiting {
+            let _ = writeln!(o, "  {w}");
+        }
     }
     if let Some(m) = &j.migrate {
         let _ = writeln!(

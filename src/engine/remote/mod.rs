@@ -163,6 +163,11 @@ pub async fn stop_live(ctx: &mut Ctx<'_>, reason: &str) -> Result<()> {
     let (task, cluster) = (l.task.clone(), setup::cluster(ctx)?);
     fargate::stop(&ctx.aws, &cluster, &task, reason).await?;
     live(ctx)?.stop_sent = Some(Instant::now());
+    // A forced stop does not wait for the runner's last words: its log keeps them, and
+    // `resume` reads them.
+    if crate::cancel::forced() {
+        return Ok(());
+    }
     let deadline = Instant::now() + STOP_GRACE;
     while Instant::now() < deadline {
         if next_event(ctx).await?.is_none() {
@@ -258,6 +263,10 @@ async fn next_event(ctx: &mut Ctx<'_>) -> Result<Option<Event>> {
                 continue;
             }
             live(ctx)?.seq = line.efs2atlas_event;
+            // The runner's notices are not progress (its own watchdog speaks through them).
+            if !matches!(line.event, Event::Notice { .. } | Event::ErrorLine { .. }) {
+                crate::watch::progress();
+            }
             let ev = apply(ctx, line.event)?;
             return Ok(Some(ev));
         }
@@ -271,6 +280,11 @@ async fn next_event(ctx: &mut Ctx<'_>) -> Result<Option<Event>> {
         if ctx.cancel.is_cancelled() {
             interrupt(ctx).await?;
         }
+        let _w = crate::watch::waiting_on(format!(
+            "runner task {}: its next event (CloudWatch Logs {})",
+            live(ctx)?.task.rsplit('/').next().unwrap_or_default(),
+            fargate::LOG_GROUP
+        ));
         fetch(ctx).await?;
     }
 }
