@@ -77,41 +77,7 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
         );
     })?;
     tracing::info!("step {step}");
-    // A forced stop (a second Ctrl-C, or the step not stopping at a safe point in time) drops
-    // the step where it waits: nothing it waits on can hold the run.
-    // The watchdog says, on the screen and in the lock file `status` reads, what a step that
-    // makes no progress waits on.
-    let operator = ctx.operator;
-    let journal = ctx.journal.path().to_path_buf();
-    let name = step.to_string();
-    let watched = crate::watch::watched(&name, steps::run(step, ctx), |r| match r {
-        crate::watch::Report::Stalled(line) => {
-            operator.notice(&line);
-            crate::engine::lock::note_waiting(&journal, Some(&line));
-        }
-        crate::watch::Report::Moving => {
-            operator.notice(&format!("{step}: moving again"));
-            crate::engine::lock::note_waiting(&journal, None);
-        }
-    });
-    // What the step waited on is read before it is dropped.
-    let forced = async {
-        crate::cancel::until_forced().await;
-        crate::watch::longest_wait()
-    };
-    let outcome = tokio::select! {
-        r = watched => r,
-        stuck = forced => Err(Error::interrupted(format!(
-            "{}{}",
-            crate::cancel::forced_why(),
-            stuck
-                .map(|(what, _)| format!("; it was waiting on {what}"))
-                .unwrap_or_default()
-        ))),
-    };
-    if crate::cancel::forced() {
-        unlock_on_forced_stop(ctx).await;
-    }
+    let outcome = run_watched(step, ctx).await;
     let (status, note) = match outcome {
         Ok(Outcome::Again) => {
             ctx.update(|s| drop(s.steps.remove(&step)))?;
@@ -156,6 +122,45 @@ async fn run_one(ctx: &mut Ctx<'_>, step: StepId, journal_path: &str) -> Result<
     })?;
     ctx.operator.step_ended(step, status, &note);
     Ok(status)
+}
+
+/// Runs one step under the watchdog, which says on the screen and in the lock file `status`
+/// reads what a step that makes no progress waits on. A forced stop (a second Ctrl-C, or the
+/// step not stopping at a safe point in time) drops the step where it waits, so nothing it
+/// waits on can hold the run; the source is then unlocked if this run froze it.
+async fn run_watched(step: StepId, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let operator = ctx.operator;
+    let journal = ctx.journal.path().to_path_buf();
+    let name = step.to_string();
+    let watched = crate::watch::watched(&name, steps::run(step, ctx), |r| match r {
+        crate::watch::Report::Stalled(line) => {
+            operator.notice(&line);
+            crate::engine::lock::note_waiting(&journal, Some(&line));
+        }
+        crate::watch::Report::Moving => {
+            operator.notice(&format!("{step}: moving again"));
+            crate::engine::lock::note_waiting(&journal, None);
+        }
+    });
+    // What the step waited on is read before it is dropped.
+    let forced = async {
+        crate::cancel::until_forced().await;
+        crate::watch::longest_wait()
+    };
+    let outcome = tokio::select! {
+        r = watched => r,
+        stuck = forced => Err(Error::interrupted(format!(
+            "{}{}",
+            crate::cancel::forced_why(),
+            stuck
+                .map(|(what, _)| format!("; it was waiting on {what}"))
+                .unwrap_or_default()
+        ))),
+    };
+    if crate::cancel::forced() {
+        unlock_on_forced_stop(ctx).await;
+    }
+    outcome
 }
 
 /// How long a forced stop may spend unlocking the source.

@@ -15,6 +15,7 @@ pub mod ns;
 pub mod observe;
 pub mod order;
 pub mod patch;
+pub mod probe;
 pub mod progress;
 pub mod raw;
 pub mod stream;

@@ -90,6 +90,13 @@ async fn run(cell: Cell) {
     );
     r.assert_no_secret(&secrets());
     assert_eq!(r.json()["migration"]["ok"], true, "{}", r.stdout);
+    // The estimate comes from rates measured on these servers (the probe collection it wrote
+    // on the target is gone: the comparison below would name it).
+    assert!(
+        r.stderr.contains("estimated at ~") && r.stderr.contains("measured here"),
+        "{}",
+        r.stderr
+    );
     if cell.writer && cell.strategy == "two-pass" {
         assert!(
             writes > 20,
@@ -99,6 +106,25 @@ async fn run(cell: Cell) {
     assert_migrated(&s).await;
     let compared = rich::assert_same(&s.src.uri(), &s.dst.uri()).await;
     assert!(compared >= seeded.docs, "{compared} < {}", seeded.docs);
+    let took = |step: &str| {
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("{step}: ")))
+            .map(|l| l.rsplit_once(" in ").map_or("", |x| x.1).to_string())
+            .unwrap_or_default()
+    };
+    let estimate = r
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("; copy of ").map(|x| x.1.to_string()))
+        .unwrap_or_default();
+    println!(
+        "matrix cell {} {:?}: copy {}, sync {} (estimate: copy of {estimate})",
+        cell.strategy,
+        cell.at,
+        took("copy"),
+        took("sync")
+    );
     println!(
         "matrix cell {} {:?} writer={} source {}: {compared} documents byte-exact, {writes} app writes, {:.1}s",
         cell.strategy,

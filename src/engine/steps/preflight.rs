@@ -11,9 +11,45 @@ use crate::mongo::jobs;
 use crate::mongo::ns::Selection;
 use crate::world::World;
 
-/// Copy speed assumed for the estimate (documents and bytes per second).
-const ASSUMED_DOCS_PER_SEC: f64 = 3000.0;
-const ASSUMED_BYTES_PER_SEC: f64 = 5.0 * 1024.0 * 1024.0;
+/// The copy's duration from rates measured on these servers and this link (never assumed),
+/// as `; copy estimated at ~X (what was measured)`, or nothing when nothing could be measured.
+async fn estimate(
+    src: &crate::mongo::Mongo,
+    dst: &crate::mongo::Mongo,
+    items: &[crate::mongo::jobs::Item],
+) -> String {
+    use crate::mongo::probe;
+    let data: u64 = items
+        .iter()
+        .map(|i| i.estimated_docs.saturating_mul(i.avg_doc_bytes))
+        .sum();
+    let Some(largest) = items
+        .iter()
+        .filter(|i| !i.meta.is_view())
+        .max_by_key(|i| i.estimated_docs.saturating_mul(i.avg_doc_bytes.max(1)))
+    else {
+        return String::new();
+    };
+    if data == 0 {
+        return String::new();
+    }
+    let read = probe::read_rate(src, items).await;
+    let write = match read {
+        Some(_) => probe::write_rate(dst, &largest.target.db, largest.avg_doc_bytes).await,
+        None => None,
+    };
+    // Each collection is created, and each of its indexes built, once; the source's index
+    // counts are not known here, so one index per collection is counted.
+    let colls = items.iter().filter(|i| !i.meta.is_view()).count() as u64;
+    match probe::estimate((data, colls, colls), read, write) {
+        Some((d, why)) => format!(
+            "; copy of {} estimated at ~{} ({why})",
+            crate::units::bytes(data as i64),
+            humantime::format_duration(Duration::from_secs(d.as_secs_f64().ceil().max(1.0) as u64))
+        ),
+        None => String::new(),
+    }
+}
 
 /// Checks identity and both databases before anything changes.
 pub struct Preflight;
@@ -56,11 +92,9 @@ impl Step for Preflight {
         })?;
         let docs: u64 = items.iter().map(|i| i.estimated_docs).sum();
         let size: i64 = src.list_databases().await?.iter().filter_map(|d| d.1).sum();
-        // A rough guide only: the real rate depends on the link to Atlas (scripts/bench measures it).
-        let eta_secs =
-            (docs as f64 / ASSUMED_DOCS_PER_SEC).max(size as f64 / ASSUMED_BYTES_PER_SEC);
+        let estimate = estimate(&src, &dst, &items).await;
         Ok(Outcome::Done(format!(
-            "source {} (MongoDB {}) reachable, {}, ~{}, {} on disk; target {} (MongoDB {}) ready; copy estimated at ~{} (assuming {} or {}/s)",
+            "source {} (MongoDB {}) reachable, {}, ~{}, {} on disk; target {} (MongoDB {}) ready{estimate}",
             src.uri.redacted(),
             sv.as_deref().unwrap_or("?"),
             crate::units::plural(items.len() as u64, "collection", "collections"),
@@ -68,9 +102,6 @@ impl Step for Preflight {
             crate::units::bytes(size),
             dst.uri.redacted(),
             tv.as_deref().unwrap_or("?"),
-            humantime::format_duration(Duration::from_secs(eta_secs.ceil() as u64)),
-            crate::units::rate(ASSUMED_DOCS_PER_SEC, "docs"),
-            crate::units::bytes(ASSUMED_BYTES_PER_SEC as i64)
         )))
     }
 }
