@@ -308,9 +308,50 @@ pub fn scrub_err(uri: &MongoUri, e: &impl std::fmt::Display) -> String {
 /// TLS, address, privileges), saying which side and what to do; `None` for anything else.
 pub fn diagnose(role: &str, uri: &MongoUri, e: &mongodb::error::Error) -> Option<String> {
     let lower = e.to_string().to_lowercase();
-    let sentence =
-        login_problem(role, uri, e, &lower).or_else(|| reach_problem(role, uri, e, &lower))?;
+    let sentence = version_problem(role, &lower)
+        .or_else(|| login_problem(role, uri, e, &lower))
+        .or_else(|| reach_problem(role, uri, e, &lower))?;
     Some(scrub_text(uri, &sentence))
+}
+
+/// A server too old (or too new) for the MongoDB driver, in the driver's own words ("reports
+/// wire version N, but ... requires at least 8"): the version named, and what to do.
+fn version_problem(role: &str, lower: &str) -> Option<String> {
+    let number_after = |marker: &str| -> Option<i32> {
+        let rest = lower.split(marker).nth(1)?;
+        rest.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    if lower.contains("but this version of the mongodb rust driver requires at least") {
+        let wire = number_after("reports wire version")?;
+        // Wire versions name server releases (the MongoDB wire protocol's table).
+        let version = match wire {
+            7 => "4.0",
+            6 => "3.6",
+            5 => "3.4",
+            4 => "3.2",
+            3 => "3.0",
+            _ => "older than 3.0",
+        };
+        let fix = if role == "source" {
+            "upgrade the mongo container's image to mongo:4.2 or newer first (an in-place upgrade of one major version at a time, on the same EFS data), or move the data with mongodump --archive | mongorestore"
+        } else {
+            "use a target running MongoDB 4.2 or newer (Atlas runs 7.0 and 8.0)"
+        };
+        return Some(format!(
+            "the {role} server runs MongoDB {version} (wire version {wire}); efs2atlas needs MongoDB 4.2 or newer on both sides: {fix}"
+        ));
+    }
+    if lower.contains("but this version of the mongodb rust driver only supports up to") {
+        let wire = number_after("requires wire version")?;
+        return Some(format!(
+            "the {role} server is newer than this efs2atlas can talk to (it requires wire version {wire}); install the latest efs2atlas"
+        ));
+    }
+    None
 }
 
 /// Wrong credentials, an untrusted or rejected certificate, a missing privilege.
@@ -465,4 +506,19 @@ fn scrub_text(uri: &MongoUri, text: &str) -> String {
         secrets.push(p);
     }
     scrub(&text, &secrets)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_server_too_old_for_the_driver_is_named_with_its_version_and_the_way_out() {
+        let driver = "Server selection timeout: No available servers. Topology: { Type: Unknown, Servers: [ { Address: 127.0.0.1:27017, Type: Unknown, Error: Server at 127.0.0.1:27017 reports wire version 7, but this version of the MongoDB Rust driver requires at least 8 (MongoDB 4.2). } ] }";
+        let s = super::version_problem("source", &driver.to_lowercase()).unwrap();
+        assert!(s.contains("runs MongoDB 4.0 (wire version 7)"), "{s}");
+        assert!(s.contains("mongo:4.2 or newer"), "{s}");
+        let newer = "Server at h:1 requires wire version 30, but this version of the MongoDB Rust driver only supports up to 25";
+        let s = super::version_problem("target", &newer.to_lowercase()).unwrap();
+        assert!(s.contains("latest efs2atlas"), "{s}");
+        assert!(super::version_problem("source", "connection refused").is_none());
+    }
 }

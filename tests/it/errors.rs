@@ -233,3 +233,43 @@ async fn a_scratch_collection_left_by_a_killed_preflight_is_dropped_and_never_co
         assert_eq!(r.code, 0, "{cmd}: {}\n{}", r.stdout, r.stderr);
     }
 }
+
+/// A `mongo` container older than the driver supports (MongoDB 4.0, wire version 7): a real
+/// 4.4 server whose `hello` says 7 (no 4.0 server is obtainable here). One sentence naming the
+/// version and what to do, before anything is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_older_than_4_2_is_named_with_its_version_and_the_way_out() {
+    let (src, dst) =
+        tokio::task::block_in_place(|| (Mongod::source_version("4.4"), Mongod::target()));
+    let proxy = crate::tcpfault::TcpFault::start(src.port());
+    let field = |v: u8| {
+        let mut b = b"\x10maxWireVersion\x00".to_vec();
+        b.extend_from_slice(&[v, 0, 0, 0]);
+        b
+    };
+    proxy.set(crate::tcpfault::Faults {
+        rewrite_down: Some((field(9), field(7))),
+        ..Default::default()
+    });
+    let r = copy(&src.uri_via(proxy.port), &dst.uri());
+    assert_clear(
+        &r,
+        1,
+        &[
+            "source",
+            "runs MongoDB 4.0 (wire version 7)",
+            "needs MongoDB 4.2 or newer",
+            "mongo:4.2",
+        ],
+    );
+    let target = client(&dst.uri()).await;
+    assert!(
+        target
+            .list_database_names()
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| ["admin", "local", "config"].contains(&d.as_str())),
+        "nothing was copied"
+    );
+}

@@ -21,6 +21,9 @@ pub struct Faults {
     pub delay: Option<std::time::Duration>,
     /// Pass at most this many bytes per second per connection and direction.
     pub bytes_per_sec: Option<u64>,
+    /// Replace these bytes by those (of the same length) in what the server sends: a server
+    /// that says something else of itself (e.g. an older wire version in its `hello`).
+    pub rewrite_down: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The running proxy; stops when dropped.
@@ -142,8 +145,26 @@ async fn relay(
                     return Ok(());
                 }
                 down += n;
+                let rewrite = faults.lock().unwrap().rewrite_down.clone();
+                if let Some((from, to)) = rewrite {
+                    replace_all(&mut sbuf[..n], &from, &to);
+                }
                 cw.write_all(&sbuf[..n]).await?;
             }
+        }
+    }
+}
+
+/// Replaces every `from` in `buf` by `to` (the same length).
+fn replace_all(buf: &mut [u8], from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len(), "a rewrite keeps the length");
+    let mut i = 0;
+    while i + from.len() <= buf.len() {
+        if &buf[i..i + from.len()] == from {
+            buf[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
         }
     }
 }

@@ -30,6 +30,10 @@ const POLL: Duration = Duration::from_millis(700);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long a runner told to stop gets to say its last words.
 const STOP_GRACE: Duration = Duration::from_secs(120);
+/// How long a fence report may take to come (a runner started to hold included).
+const FENCE_LIMIT: Duration = Duration::from_secs(600);
+/// How long an unlock runner may take, its start included.
+const UNLOCK_LIMIT: Duration = Duration::from_secs(600);
 
 /// Runs data step `id` in the runner task: follows (or starts) the runner until it reports
 /// the step's end.
@@ -106,6 +110,12 @@ pub async fn fence(ctx: &mut Ctx<'_>) -> Result<Fence> {
                 Fence::Broken(why)
             });
         }
+        if asked.elapsed() > FENCE_LIMIT {
+            return Ok(Fence::Broken(format!(
+                "the runner task did not confirm within {} minutes that the source is still write-locked",
+                FENCE_LIMIT.as_secs() / 60
+            )));
+        }
         if next_event(ctx).await?.is_none() {
             return Ok(Fence::Broken(
                 "the runner task ended without confirming the source is still write-locked".into(),
@@ -123,7 +133,13 @@ pub async fn unfreeze(ctx: &mut Ctx<'_>, why: &str) -> bool {
     let r: Result<bool> = async {
         stop_live(ctx, "efs2atlas: the freeze is being released").await?;
         start(ctx, Purpose::Unfreeze).await?;
-        while next_event(ctx).await?.is_some() {}
+        let started = Instant::now();
+        while next_event(ctx).await?.is_some() {
+            if started.elapsed() > UNLOCK_LIMIT || ctx.cancel.is_cancelled() {
+                stop_live(ctx, "efs2atlas: the unlock runner took too long").await?;
+                break;
+            }
+        }
         Ok(live(ctx)?.unlocked)
     }
     .await;
