@@ -46,6 +46,8 @@ pub(crate) struct Live {
     pub(crate) checked: Instant,
     pub(crate) stopped: Option<fargate::TaskState>,
     pub(crate) stop_sent: Option<Instant>,
+    /// What it was started for (one re-attached after a crash is taken as running steps).
+    pub(crate) purpose: Purpose,
 }
 
 impl Live {
@@ -63,6 +65,7 @@ impl Live {
             checked: Instant::now(),
             stopped: None,
             stop_sent: None,
+            purpose: Purpose::Steps,
         }
     }
 }
@@ -83,7 +86,7 @@ pub fn is_remote(step: StepId) -> bool {
 }
 
 /// What a runner is started for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     /// The unfinished data steps, then hold the freeze.
     Steps,

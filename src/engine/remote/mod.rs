@@ -38,6 +38,16 @@ const UNLOCK_LIMIT: Duration = Duration::from_secs(600);
 /// Runs data step `id` in the runner task: follows (or starts) the runner until it reports
 /// the step's end.
 pub async fn run_step(id: StepId, ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    // A runner started only to hold (or to unlock) never reports a step's end: asking it for
+    // one would wait for ever. Such a runner is stopped and one that runs steps started.
+    let other = ctx
+        .remote
+        .as_ref()
+        .and_then(|r| r.live.as_ref())
+        .is_some_and(|l| l.purpose != Purpose::Steps && l.ended.is_none() && l.stopped.is_none());
+    if other {
+        stop_live(ctx, "efs2atlas: a data step must run again").await?;
+    }
     attach_or_start(ctx, Purpose::Steps).await?;
     loop {
         let Some(ev) = next_event(ctx).await? else {
@@ -261,7 +271,9 @@ async fn start(ctx: &mut Ctx<'_>, purpose: Purpose) -> Result<()> {
         fargate::LOG_GROUP,
         fargate::log_stream(&task)
     ));
-    set_live(ctx, Live::new(task.clone(), 0));
+    let mut live = Live::new(task.clone(), 0);
+    live.purpose = purpose;
+    set_live(ctx, live);
     ctx.update(|s| {
         if let Some(r) = s.runner.as_mut() {
             r.task = Some(task);
