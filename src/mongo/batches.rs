@@ -23,7 +23,7 @@ use crate::mongo::stream::{Item, doc_hash, id_of, show_id};
 const MAX_INSERT_BYTES: usize = 16 * 1024 * 1024 - 64 * 1024;
 
 /// Copies of its command the driver holds for an insert in flight (see [`raw::writes`]).
-const INSERT_COPIES: usize = 3;
+pub const INSERT_COPIES: usize = 3;
 
 /// A batch read from the source, in `_id` order, as the `insert` command that writes it.
 pub struct Batch {
@@ -225,10 +225,10 @@ pub async fn insert_batch(
         .await;
     let held = {
         let _w = crate::watch::waiting_on(format!(
-            "{}: inserting into {ns} ({} documents, {} KiB)",
+            "{}: inserting into {ns} ({}, {})",
             dst.role,
-            b.items.len(),
-            body.as_bytes().len() / 1024
+            crate::units::plural(b.items.len() as u64, "document", "documents"),
+            crate::units::bytes(body.as_bytes().len() as i64)
         ));
         insert(dst, (db, coll), ns, body, &b.items, live).await?
     };

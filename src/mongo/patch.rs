@@ -149,6 +149,12 @@ impl<'a> Patcher<'a> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
+        // The driver's copies of the command count in the write budget, as the copy's inserts
+        // do (a patch may be one 16 MiB document).
+        let bytes: usize = docs.iter().map(|d| d.as_bytes().len()).sum();
+        let _copies = crate::mongo::raw::writes()
+            .take(crate::mongo::batches::INSERT_COPIES * bytes)
+            .await;
         let err = match self
             .coll
             .insert_many(&docs)

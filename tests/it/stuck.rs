@@ -162,7 +162,7 @@ async fn the_watchdog_names_what_a_stuck_step_waits_on_and_status_shows_it() {
     println!("watchdog: {line}");
     assert!(line.starts_with("copy: no progress for"), "{line}");
     assert!(
-        line.contains("target: inserting into goals.history") || line.contains("memory: "),
+        line.contains("target: inserting into goals.history (") || line.contains("memory: "),
         "names the side, the operation and the collection: {line}"
     );
     let st = Cmd::new(&["status", "--journal", &s.journal()]).run();
