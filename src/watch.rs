@@ -29,8 +29,8 @@ const TICK: Duration = Duration::from_secs(5);
 static START: LazyLock<Instant> = LazyLock::new(Instant::now);
 static LAST_PROGRESS_MS: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-static WAITS: Mutex<BTreeMap<u64, (String, Instant)>> = Mutex::new(BTreeMap::new());
-static DOING: Mutex<BTreeMap<u64, (String, Instant)>> = Mutex::new(BTreeMap::new());
+static WAITS: Names = Mutex::new(BTreeMap::new());
+static DOING: Names = Mutex::new(BTreeMap::new());
 
 fn now_ms() -> u64 {
     START.elapsed().as_millis() as u64
@@ -48,49 +48,44 @@ pub fn since_progress() -> Duration {
 
 /// Names what the caller waits on until the guard is dropped, e.g.
 /// `target: inserting into shop.orders (3 documents, 9.0 MiB)`.
-pub fn waiting_on(what: impl Into<String>) -> Waiting {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut w) = WAITS.lock() {
-        w.insert(id, (what.into(), Instant::now()));
-    }
-    Waiting(id)
+pub fn waiting_on(what: impl Into<String>) -> Named {
+    Named::new(&WAITS, what.into())
 }
 
 /// Names the work under way (e.g. `syncing shop.orders`) until the guard is dropped: what a
 /// stall line says when no wait on a server is named.
-pub fn doing(what: impl Into<String>) -> Doing {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut w) = DOING.lock() {
-        w.insert(id, (what.into(), Instant::now()));
-    }
-    Doing(id)
+pub fn doing(what: impl Into<String>) -> Named {
+    Named::new(&DOING, what.into())
 }
 
-/// A wait being named; it ends when dropped.
-#[derive(Debug)]
-pub struct Waiting(u64);
+type Names = Mutex<BTreeMap<u64, (String, Instant)>>;
 
-impl Drop for Waiting {
+/// A wait or a piece of work being named; it ends when dropped.
+#[derive(Debug)]
+pub struct Named {
+    id: u64,
+    map: &'static Names,
+}
+
+impl Named {
+    fn new(map: &'static Names, what: String) -> Named {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut w) = map.lock() {
+            w.insert(id, (what, Instant::now()));
+        }
+        Named { id, map }
+    }
+}
+
+impl Drop for Named {
     fn drop(&mut self) {
-        if let Ok(mut w) = WAITS.lock() {
-            w.remove(&self.0);
+        if let Ok(mut w) = self.map.lock() {
+            w.remove(&self.id);
         }
     }
 }
 
-/// Work being named; it ends when dropped.
-#[derive(Debug)]
-pub struct Doing(u64);
-
-impl Drop for Doing {
-    fn drop(&mut self) {
-        if let Ok(mut w) = DOING.lock() {
-            w.remove(&self.0);
-        }
-    }
-}
-
-fn oldest(m: &Mutex<BTreeMap<u64, (String, Instant)>>) -> Option<(String, Duration)> {
+fn oldest(m: &Names) -> Option<(String, Duration)> {
     let w = m.lock().ok()?;
     w.values()
         .min_by_key(|(_, since)| *since)

@@ -4,16 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{
-    Binary, Bson, DateTime, Decimal128, Document, JavaScriptCodeWithScope, Regex, Timestamp, doc,
-    oid::ObjectId,
-};
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
 use crate::common::Cmd;
 use crate::common::Run;
 use crate::data::raw_docs;
 use crate::mongod::{Mongod, client};
+use crate::rich;
 
 fn copy_all(src: &Mongod, dst: &Mongod) -> Run {
     let dir = tempfile::tempdir().unwrap();
@@ -35,88 +32,13 @@ async fn assert_byte_exact(src: &Mongod, dst: &Mongod, db: &str, coll: &str) {
     assert!(a == b, "{db}.{coll}: documents differ byte for byte");
 }
 
-fn dec(s: &str) -> Bson {
-    Bson::Decimal128(s.parse::<Decimal128>().unwrap())
-}
-
-fn bin_of(subtype: BinarySubtype, bytes: &[u8]) -> Bson {
-    Bson::Binary(Binary {
-        subtype,
-        bytes: bytes.to_vec(),
-    })
-}
-
-/// One value of every BSON type a server stores, with the edge values that change on a
-/// careless round trip; the BSON types covered, for the closing count.
-fn every_type() -> (Document, usize) {
-    let uuid: Vec<u8> = (0..16).collect();
-    let d = doc! {
-        "int32": 5i32,
-        "int64": 5i64,
-        "int64_big": i64::MAX,
-        "double": 5.0f64,
-        "double_nan": f64::NAN,
-        "double_neg_zero": -0.0f64,
-        "double_inf": f64::NEG_INFINITY,
-        "decimal": dec("1.10"),
-        "decimal_nan": dec("NaN"),
-        "decimal_neg_zero": dec("-0"),
-        "decimal_big": dec("9.999999999999999999999999999999999E+6144"),
-        "string": "héllo wörld 日本語 🙂",
-        "bool": true,
-        "null": Bson::Null,
-        "date_before_1970": DateTime::from_millis(-1_234_567_890_123),
-        "date": DateTime::from_millis(1_700_000_000_123),
-        "timestamp": Timestamp { time: 1_700_000_000, increment: 7 },
-        "oid": ObjectId::parse_str("650000000000000000000001").unwrap(),
-        "regex": Regex { pattern: "^a.*b$".into(), options: "imsx".into() },
-        "code": Bson::JavaScriptCode("function () { return 1; }".into()),
-        "code_with_scope": JavaScriptCodeWithScope { code: "x + y".into(), scope: doc! {"x": 1, "y": "z"} },
-        "dbref": {"$ref": "users", "$id": ObjectId::parse_str("650000000000000000000002").unwrap(), "$db": "other"},
-        "minkey": Bson::MinKey,
-        "maxkey": Bson::MaxKey,
-        "bin_generic": bin_of(BinarySubtype::Generic, b"\x00\x01\xff"),
-        "bin_uuid_old": bin_of(BinarySubtype::UuidOld, &uuid),
-        "bin_uuid": bin_of(BinarySubtype::Uuid, &uuid),
-        "bin_md5": bin_of(BinarySubtype::Md5, &uuid),
-        "bin_user": bin_of(BinarySubtype::UserDefined(0x80), b"user defined"),
-        "array": [1i32, 2i64, "three", {"four": 4.0}, [5i32], Bson::Null],
-        "nested": {"z": 1i32, "a": {"deeper": [{"k": "v"}]}},
-        // Non-ASCII keys, and keys out of alphabetical order: the order must survive.
-        "zeta": 1i32, "alpha": 2i32, "ключ": 3i32, "キー": 4i32, "clé": 5i32,
-    };
-    // int32 int64 double decimal string bool null date timestamp objectId regex
-    // javascript javascriptWithScope minKey maxKey binData array object
-    (d, 18)
-}
-
 #[tokio::test]
 async fn every_bson_type_and_mixed_ids_round_trip_byte_exact() {
     let (src, dst) = (Mongod::source(), Mongod::target());
     let c = client(&src.uri()).await;
-    let (base, _) = every_type();
+    let base = rich::every_type();
     // `_id`s of many types in one collection (MongoDB sorts them by type bracket, then value).
-    let ids: Vec<Bson> = vec![
-        Bson::MinKey,
-        Bson::Null,
-        Bson::Int32(1),
-        Bson::Int64(2),
-        Bson::Double(2.5),
-        dec("3.25"),
-        Bson::Double(-1e300),
-        Bson::String("a string".into()),
-        Bson::String("ünïcødé".into()),
-        Bson::Document(doc! {"tenant": "t1", "seq": 1}),
-        bin_of(BinarySubtype::Uuid, &[7u8; 16]),
-        Bson::ObjectId(ObjectId::parse_str("650000000000000000000003").unwrap()),
-        Bson::Boolean(false),
-        Bson::DateTime(DateTime::from_millis(-5)),
-        Bson::Timestamp(Timestamp {
-            time: 5,
-            increment: 1,
-        }),
-        Bson::MaxKey,
-    ];
+    let ids = rich::mixed_ids();
     let docs: Vec<Document> = ids
         .iter()
         .map(|id| {

@@ -22,6 +22,26 @@ fn lift(s: &Setup) {
     s.link.set(Faults::default());
 }
 
+/// The link back, `resume` to the end, and the "after" world checked.
+async fn lift_then_resume(s: &Setup) {
+    lift(s);
+    let r = tokio::task::block_in_place(|| s.resume());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_migrated(s).await;
+}
+
+/// Presses Ctrl-C and waits for the program to end with exit 5; how long it took, and what it
+/// printed.
+async fn ctrl_c_until_exit_5(pty: &mut Pty) -> (Duration, String) {
+    let pressed = Instant::now();
+    pty.ctrl_c();
+    let code = pty.exit_code().await;
+    let took = pressed.elapsed();
+    let out = pty.all();
+    assert_eq!(code, Some(5), "{out}");
+    (took, out)
+}
+
 /// Waits until the journal says `cond`.
 async fn until_journal(s: &Setup, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -49,12 +69,7 @@ async fn one_ctrl_c_ends_a_copy_stuck_on_a_stalled_link_and_resume_finishes() {
     stall(&s);
     // Let the copy get stuck on a reply that never comes.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let pressed = Instant::now();
-    pty.ctrl_c();
-    let code = pty.exit_code().await;
-    let took = pressed.elapsed();
-    let out = pty.all();
-    assert_eq!(code, Some(5), "{out}");
+    let (took, out) = ctrl_c_until_exit_5(&mut pty).await;
     assert!(
         took < efs2atlas::cancel::GRACE + Duration::from_secs(8),
         "ended {took:?} after one Ctrl-C: {out}"
@@ -69,10 +84,7 @@ async fn one_ctrl_c_ends_a_copy_stuck_on_a_stalled_link_and_resume_finishes() {
         s.journal_json()["migrate"]["steps"]["copy"]["status"],
         "interrupted"
     );
-    lift(&s);
-    let r = tokio::task::block_in_place(|| s.resume());
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_migrated(&s).await;
+    lift_then_resume(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,12 +107,7 @@ async fn a_second_ctrl_c_ends_a_frozen_step_stuck_on_atlas_at_once_and_unlocks_t
     tokio::time::sleep(Duration::from_secs(2)).await;
     pty.ctrl_c();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pressed = Instant::now();
-    pty.ctrl_c();
-    let code = pty.exit_code().await;
-    let took = pressed.elapsed();
-    let out = pty.all();
-    assert_eq!(code, Some(5), "{out}");
+    let (took, out) = ctrl_c_until_exit_5(&mut pty).await;
     assert!(
         took < Duration::from_secs(6),
         "a second Ctrl-C ends the run at once, not {took:?}: {out}"
@@ -126,10 +133,7 @@ async fn a_second_ctrl_c_ends_a_frozen_step_stuck_on_atlas_at_once_and_unlocks_t
     .await
     .expect("the source takes writes again")
     .unwrap();
-    lift(&s);
-    let r = tokio::task::block_in_place(|| s.resume());
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_migrated(&s).await;
+    lift_then_resume(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
