@@ -2,6 +2,10 @@
 //! servers and this link instead of an assumed rate: a timed read of the source's largest
 //! collection, and a timed insert of a small batch into a scratch collection on the target,
 //! dropped at once.
+//!
+//! The scratch collection lives in a database of its own ([`PROBE_DB`]), never one a
+//! migration copies into: a run killed mid-probe leaves nothing where sync and verify look
+//! (they compare the selected databases), and the next probe drops what it left.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +23,8 @@ const READ_BYTES: u64 = 32 * 1024 * 1024;
 const WRITE_BYTES: usize = 2 * 1024 * 1024;
 /// Each probe is given this long before it is given up on.
 const PROBE_LIMIT: Duration = Duration::from_secs(10);
+/// The target database the insert probe writes into (and empties).
+pub const PROBE_DB: &str = "efs2atlas_probe";
 
 /// A measured rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -89,9 +95,21 @@ pub async fn read_rate(src: &Mongo, items: &[Item]) -> Option<Rate> {
 }
 
 /// Inserts [`WRITE_BYTES`] of documents shaped like the source's (their average size, bytes
-/// that do not compress) into a scratch collection of `db` on the target, then drops it. The
-/// target user may write there (the preflight checked it). `None` when it could not.
-pub async fn write_rate(dst: &Mongo, db: &str, avg_doc_bytes: u64) -> Option<TargetProbe> {
+/// that do not compress) into a scratch collection in [`PROBE_DB`] on the target, then drops
+/// it, with whatever a killed run left there. `None` when it could not (a user allowed only
+/// the app's databases, say).
+pub async fn write_rate(dst: &Mongo, avg_doc_bytes: u64) -> Option<TargetProbe> {
+    let db = PROBE_DB;
+    if let Ok(names) = dst.client.database(db).list_collection_names().await {
+        for left in names.iter().filter(|n| n.starts_with("probe_")) {
+            let _ = dst
+                .client
+                .database(db)
+                .collection::<RawDocumentBuf>(left)
+                .drop()
+                .await;
+        }
+    }
     let avg = (avg_doc_bytes as usize).clamp(64, WRITE_BYTES);
     let n = (WRITE_BYTES / avg).max(1);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -121,7 +139,7 @@ pub async fn write_rate(dst: &Mongo, db: &str, avg_doc_bytes: u64) -> Option<Tar
     let coll = dst
         .client
         .database(db)
-        .collection::<RawDocumentBuf>(&format!("efs2atlas_probe_{}", std::process::id()));
+        .collection::<RawDocumentBuf>(&format!("probe_{}", std::process::id()));
     let probe = async {
         let _w = crate::watch::waiting_on(format!(
             "{}: a timed insert into {db}.{} (the copy estimate)",

@@ -785,3 +785,32 @@ async fn a_signal_at_every_step_stops_cleanly_then_resume_finishes() {
         .await;
     println!("signals: {stops:?}");
 }
+
+/// The preflight's copy estimate writes a scratch collection into the target; a run killed in
+/// the middle of it leaves one behind. That must neither stop a migration (it is outside every
+/// database the migration compares) nor outlive the next preflight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_collection_left_by_a_killed_run_is_harmless_and_removed() {
+    let s = setup(500).await;
+    let admin = crate::mongod::client(&s.dst.admin_uri()).await;
+    admin
+        .database("efs2atlas_probe")
+        .collection::<mongodb::bson::Document>("probe_4242")
+        .insert_one(mongodb::bson::doc! {"_id": 1})
+        .await
+        .unwrap();
+    let r = s.migrate(&["--yes", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("estimated at ~") && r.stderr.contains("measured here"),
+        "{}",
+        r.stderr
+    );
+    assert_migrated(&s).await;
+    let left = admin
+        .database("efs2atlas_probe")
+        .list_collection_names()
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "probe collections left: {left:?}");
+}

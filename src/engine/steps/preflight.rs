@@ -35,7 +35,7 @@ async fn estimate(
     }
     let read = probe::read_rate(src, items).await;
     let write = match read {
-        Some(_) => probe::write_rate(dst, &largest.target.db, largest.avg_doc_bytes).await,
+        Some(_) => probe::write_rate(dst, largest.avg_doc_bytes).await,
         None => None,
     };
     // Each collection is created, and each of its indexes built, once; the source's index
