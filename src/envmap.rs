@@ -150,6 +150,18 @@ impl Template {
     fn render_with(&self, atlas: &MongoUri, db: Option<&str>, masked: bool) -> Result<String> {
         let mut out = String::new();
         for p in &self.parts {
+            // Inside a connection string (after its `scheme://`) a user name, password or
+            // database name is percent-encoded, as the URI syntax needs: a password holding
+            // `@ : / ? # [ ] %` would otherwise break the URI the app is given. Bare values
+            // (MONGODB_PASSWORD={password}) stay as they are.
+            let in_uri = out.contains("://");
+            let enc = |v: &str| {
+                if in_uri {
+                    crate::uri::percent_encode(v)
+                } else {
+                    v.to_string()
+                }
+            };
             match p {
                 Part::Lit(s) => out.push_str(s),
                 Part::Field(Field::Uri) => {
@@ -159,12 +171,14 @@ impl Template {
                         out.push_str(atlas.expose())
                     }
                 }
-                Part::Field(Field::User) => out.push_str(atlas.user.as_deref().ok_or_else(|| {
-                    Error::usage(format!(
-                        "template '{}' uses {{user}} but the Atlas URI has no user name; put user:password@ in --atlas-uri",
-                        self.text
-                    ))
-                })?),
+                Part::Field(Field::User) => out.push_str(&enc(atlas.user.as_deref().ok_or_else(
+                    || {
+                        Error::usage(format!(
+                            "template '{}' uses {{user}} but the Atlas URI has no user name; put user:password@ in --atlas-uri",
+                            self.text
+                        ))
+                    },
+                )?)),
                 Part::Field(Field::Password) => {
                     let p = atlas.password.as_ref().ok_or_else(|| {
                         Error::usage(format!(
@@ -172,15 +186,19 @@ impl Template {
                             self.text
                         ))
                     })?;
-                    out.push_str(if masked { REDACTED } else { p.expose() });
+                    out.push_str(&if masked {
+                        REDACTED.to_string()
+                    } else {
+                        enc(p.expose())
+                    });
                 }
                 Part::Field(Field::Host) => out.push_str(&atlas.hosts),
-                Part::Field(Field::Db) => out.push_str(db.ok_or_else(|| {
+                Part::Field(Field::Db) => out.push_str(&enc(db.ok_or_else(|| {
                     Error::usage(format!(
                         "template '{}' uses {{db}} but no database name is known: add /DBNAME to --atlas-uri",
                         self.text
                     ))
-                })?),
+                })?)),
             }
         }
         Ok(out)
@@ -278,6 +296,13 @@ pub fn detect(name: &str, value: Option<&str>) -> Option<Template> {
     None
 }
 
+/// True when `v` holds a character a URI reserves in its user-info part (`: / ? # [ ] @`) or
+/// the escape character `%`: an app that builds its connection string by plain
+/// interpolation (`mongodb+srv://${USER}:${PASSWORD}@…`) breaks on such a value.
+pub fn has_uri_reserved(v: &str) -> bool {
+    v.chars().any(|c| ":/?#[]@%".contains(c))
+}
+
 /// True when `v` is a MongoDB connection string.
 pub fn is_mongo_uri(v: &str) -> bool {
     let v = v.trim_start();
@@ -305,22 +330,28 @@ pub fn name_looks_secret(name: &str) -> bool {
         || u == "PASS"
 }
 
-/// Masks the password of any `scheme://user:password@` in `v`; `None` if there was none.
-pub fn mask_uri_password(v: &str) -> Option<String> {
+/// Where the parts of `scheme://user:password@rest` lie in `v`: (the prefix through `://`, the
+/// user, the password, `@` and the rest); `None` without a password.
+fn uri_userinfo(v: &str) -> Option<(&str, &str, &str, &str)> {
     let start = v.find("://")? + 3;
     let rest = &v[start..];
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..end];
     let at = authority.rfind('@')?;
-    let userinfo = &authority[..at];
-    let (user, _) = userinfo.split_once(':')?;
-    Some(format!(
-        "{}{}:{}{}",
-        &v[..start],
-        user,
-        REDACTED,
-        &rest[at..]
-    ))
+    let (user, password) = authority[..at].split_once(':')?;
+    Some((&v[..start], user, password, &rest[at..]))
+}
+
+/// Masks the password of any `scheme://user:password@` in `v`; `None` if there was none.
+pub fn mask_uri_password(v: &str) -> Option<String> {
+    let (prefix, user, _, rest) = uri_userinfo(v)?;
+    Some(format!("{prefix}{user}:{REDACTED}{rest}"))
+}
+
+/// True when `v` (a template) writes a password of its own into a URI, rather than the
+/// `{password}` field.
+pub fn has_literal_uri_password(v: &str) -> bool {
+    uri_userinfo(v).is_some_and(|(_, _, pw, _)| !pw.is_empty() && pw.trim() != "{password}")
 }
 
 #[cfg(test)]
@@ -381,7 +412,16 @@ mod tests {
             .unwrap();
         assert_eq!(
             t.render(&a, Some("shop")).unwrap().expose(),
-            "mongodb+srv://app:s3cr/t@c0.ab.mongodb.net/shop?retryWrites=true"
+            "mongodb+srv://app:s3cr%2Ft@c0.ab.mongodb.net/shop?retryWrites=true",
+            "inside a URI the password is percent-encoded"
+        );
+        assert_eq!(
+            Template::field(Field::Password)
+                .render(&a, None)
+                .unwrap()
+                .expose(),
+            "s3cr/t",
+            "a bare password var gets the password itself"
         );
         let shown = t.render_shown(&a, Some("shop")).unwrap();
         assert_eq!(
@@ -405,6 +445,34 @@ mod tests {
                 .expose(),
             "{literal}"
         );
+    }
+
+    #[test]
+    fn a_password_with_every_reserved_character_survives_a_uri_template() {
+        let pw = "p@ss:w/rd?#[x]%41 é";
+        let atlas = MongoUri::parse(
+            "--atlas-uri",
+            &format!(
+                "mongodb+srv://app:{}@c0.ab.mongodb.net/shop",
+                crate::uri::percent_encode(pw)
+            ),
+        )
+        .unwrap();
+        let t = Template::parse("mongodb+srv://{user}:{password}@{host}/{db}").unwrap();
+        let rendered = t.render(&atlas, Some("shop")).unwrap();
+        // What the app is given parses back (by the driver's own parser) to the same password.
+        let back = MongoUri::parse("app", rendered.expose()).unwrap();
+        assert_eq!(back.password.unwrap().expose(), pw);
+        assert_eq!(back.user.as_deref(), Some("app"));
+        assert_eq!(back.db.as_deref(), Some("shop"));
+    }
+
+    /// True when a bare password would break an app that interpolates it into a URI.
+    #[test]
+    fn reserved_characters_are_told_apart() {
+        assert!(has_uri_reserved("a@b"));
+        assert!(has_uri_reserved("50%"));
+        assert!(!has_uri_reserved("Plain-Passw0rd_~."));
     }
 
     #[test]
@@ -461,6 +529,11 @@ mod tests {
             Some("mongodb://root:****@localhost:27017/admin")
         );
         assert_eq!(mask_uri_password("mongodb://localhost:27017/admin"), None);
+        assert!(has_literal_uri_password("U=mongodb://root:example@h/x"));
+        assert!(!has_literal_uri_password(
+            "U=mongodb+srv://{user}:{password}@{host}/{db}"
+        ));
+        assert!(!has_literal_uri_password("U={uri}"));
         assert_eq!(mask_uri_password("https://user@host/x"), None);
         assert!(name_looks_secret("MONGODB_PASSWORD"));
         assert!(name_looks_secret("STRIPE_API_KEY"));

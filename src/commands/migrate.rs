@@ -13,7 +13,7 @@ use crate::engine::plan::model::Plan;
 use crate::engine::runner;
 use crate::engine::state::MigrateState;
 use crate::engine::step::StepId;
-use crate::envmap::mask_uri_password;
+use crate::envmap::has_literal_uri_password;
 use crate::error::{Error, Result, exit};
 use crate::uri::MongoUri;
 use crate::world::World;
@@ -24,7 +24,7 @@ pub const DEFAULT_JOURNAL: &str = "efs2atlas.journal.json";
 /// Refuses `--env` templates that carry a literal credential (it would land in the journal).
 fn check_env_templates(env: &[String], atlas: &MongoUri) -> Result<()> {
     for e in env {
-        let literal_pw = mask_uri_password(e).is_some_and(|m| m != *e);
+        let literal_pw = has_literal_uri_password(e);
         let has_atlas_pw = atlas
             .password
             .as_ref()

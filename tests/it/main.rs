@@ -1,6 +1,7 @@
 //! Integration tests against the real local services (moto, real mongod 6.0.5), one binary.
 
 mod common;
+mod credentials;
 #[path = "../support/world.rs"]
 mod world;
 

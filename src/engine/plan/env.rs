@@ -53,7 +53,53 @@ pub fn map_env(
         ));
     }
     let db = app_database(opts, &entries);
+    credential_warnings(&entries, &opts.atlas, warnings);
     Ok(render(&entries, opts, db.as_deref(), blockers))
+}
+
+/// What the app may not be able to use as it is given: a bare password holding a character
+/// URIs reserve (apps interpolate it into their connection string raw), and an SRV name where
+/// an app may build `mongodb://HOST:PORT` (code written for a mongo container). Values stay
+/// out of the message: only the variable is named.
+fn credential_warnings(entries: &[Entry<'_>], atlas: &MongoUri, warnings: &mut Vec<Finding>) {
+    for e in entries {
+        let at = format!("{}/{}", e.container, e.name);
+        let bare_password = e.template.text() == "{password}";
+        if bare_password
+            && atlas
+                .password
+                .as_ref()
+                .is_some_and(|p| crate::envmap::has_uri_reserved(p.expose()))
+        {
+            push_unique(
+                warnings,
+                finding(
+                    "password-reserved-characters",
+                    &at,
+                    format!(
+                        "{} in container {} gets a password holding a character URIs reserve (: / ? # [ ] @ %): an app that builds its connection string by interpolation (mongodb+srv://${{USER}}:${{PASSWORD}}@…, as the seed's app does) breaks. Give the Atlas user a password without them, or have the app percent-encode it, or map the var to the whole connection string (--env {}={{uri}})",
+                        e.name, e.container, e.name
+                    ),
+                ),
+            );
+        }
+        let srv_host = e.template.uses(Field::Host)
+            && atlas.scheme == "mongodb+srv"
+            && !e.template.text().contains("mongodb+srv://");
+        if srv_host {
+            push_unique(
+                warnings,
+                finding(
+                    "srv-host",
+                    &at,
+                    format!(
+                        "{} in container {} gets the SRV name {}: right for an app that builds mongodb+srv://… from it (as the seed's app does), but an app that builds mongodb://HOST:27017 (code written for a mongo container) cannot reach Atlas that way. Then map the var to the whole connection string (--env {}={{uri}}) and have the app use it as it is",
+                        e.name, e.container, atlas.hosts, e.name
+                    ),
+                ),
+            );
+        }
+    }
 }
 
 /// The env vars and secret references that look like MongoDB settings.
