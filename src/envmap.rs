@@ -149,12 +149,15 @@ impl Template {
 
     fn render_with(&self, atlas: &MongoUri, db: Option<&str>, masked: bool) -> Result<String> {
         let mut out = String::new();
+        // Only the template's own text decides: a `{uri}` value holds `://` too, but a
+        // field written after it is not inside the template's connection string.
+        let mut written = String::new();
         for p in &self.parts {
             // Inside a connection string (after its `scheme://`) a user name, password or
             // database name is percent-encoded, as the URI syntax needs: a password holding
             // `@ : / ? # [ ] %` would otherwise break the URI the app is given. Bare values
             // (MONGODB_PASSWORD={password}) stay as they are.
-            let in_uri = out.contains("://");
+            let in_uri = written.contains("://");
             let enc = |v: &str| {
                 if in_uri {
                     crate::uri::percent_encode(v)
@@ -163,7 +166,10 @@ impl Template {
                 }
             };
             match p {
-                Part::Lit(s) => out.push_str(s),
+                Part::Lit(s) => {
+                    written.push_str(s);
+                    out.push_str(s)
+                }
                 Part::Field(Field::Uri) => {
                     if masked {
                         out.push_str(&atlas.redacted())

@@ -102,19 +102,25 @@ proptest! {
         let atlas = MongoUri::parse("--atlas-uri", "mongodb+srv://app:Pw%3Asecret9@c0.x.mongodb.net/shop?retryWrites=true").unwrap();
         let mut text = String::new();
         let mut want = String::new();
+        // The documented rule: after a literal `scheme://` the user, password and database
+        // are percent-encoded; elsewhere every field renders as it is.
+        let mut literal = String::new();
         for (lit, field) in &parts {
             match field {
                 None => {
                     text.push_str(&lit.replace('{', "{{").replace('}', "}}"));
                     want.push_str(lit);
+                    literal.push_str(lit);
                 }
                 Some(f) => {
                     text.push_str(&format!("{{{f}}}"));
-                    want.push_str(match *f {
-                        "uri" => atlas.expose(),
-                        "user" => "app",
-                        "password" => "Pw:secret9",
-                        "host" => "c0.x.mongodb.net",
+                    let in_uri = literal.contains("://");
+                    want.push_str(match (*f, in_uri) {
+                        ("uri", _) => atlas.expose(),
+                        ("user", _) => "app",
+                        ("password", false) => "Pw:secret9",
+                        ("password", true) => "Pw%3Asecret9",
+                        ("host", _) => "c0.x.mongodb.net",
                         _ => "shop",
                     });
                 }
