@@ -28,6 +28,8 @@ pub enum Kind {
     Refused,
     /// An AWS call failed (after the SDK's retries).
     Aws,
+    /// An Atlas Administration API call failed.
+    Atlas,
     /// A MongoDB operation failed.
     Mongo,
     /// A MongoDB failure that may pass (dropped connection, failover, server selection):

@@ -2,10 +2,11 @@
 //!
 //! Layers point one way (checked by `tests/it/shape.rs`):
 //! [`cli`] (flags, the terminal) → [`commands`] → [`engine`] (plan, steps, runner, journal)
-//! → adapters ([`mongo`], [`discover`], [`deploy`], [`cleanup`], [`taskdef`], [`aws`]) →
+//! → adapters ([`mongo`], [`atlas`], [`discover`], [`deploy`], [`cleanup`], [`taskdef`], [`aws`]) →
 //! shared core ([`world`], [`uri`], [`secret`], [`envmap`], [`units`], [`cancel`], [`watch`],
 //! [`error`]).
 
+pub mod atlas;
 pub mod aws;
 pub mod cancel;
 pub mod cleanup;

@@ -225,7 +225,18 @@ pub struct TargetArgs {
         hide_env_values = true,
         value_parser = secret_arg
     )]
-    pub atlas_uri: Secret,
+    pub atlas_uri: Option<Secret>,
+    /// The Atlas project id (24 hex digits): read the cluster, its tier, the IP access list and
+    /// the database users through the Atlas Admin API (credentials in
+    /// EFS2ATLAS_ATLAS_CLIENT_ID/_SECRET, or EFS2ATLAS_ATLAS_PUBLIC_KEY/_PRIVATE_KEY).
+    #[arg(long, value_name = "ID", requires = "atlas_cluster")]
+    pub atlas_project: Option<String>,
+    /// The Atlas cluster's name in --atlas-project.
+    #[arg(long, value_name = "NAME", requires = "atlas_project")]
+    pub atlas_cluster: Option<String>,
+    /// The app's database user on Atlas (default: the ECS service's name).
+    #[arg(long, value_name = "NAME", requires = "atlas_project")]
+    pub atlas_app_user: Option<String>,
     /// How efs2atlas reaches the source Mongo (e.g. through a tunnel: mongodb://127.0.0.1:27017).
     /// Required by `migrate`; `plan` without it does not check the source (and says so).
     #[arg(

@@ -8,7 +8,7 @@ use crate::cli::{Cli, Command, DataArgs, GlobalArgs, TargetArgs};
 use crate::commands::data::DataOptions;
 use crate::commands::resume::ResumeUris;
 use crate::commands::{self, Done};
-use crate::engine::options::{RunOptions, RunnerSettings, Settings, TargetOptions};
+use crate::engine::options::{AtlasSettings, RunOptions, RunnerSettings, Settings, TargetOptions};
 use crate::error::Result;
 use crate::mongo::ns::{Pattern, Selection, validate_db_name};
 use crate::secret::Secret;
@@ -130,8 +130,29 @@ fn uri(flag: &str, s: Option<&Secret>) -> Result<Option<MongoUri>> {
 
 /// The plan's inputs from the flags; `settings` carries the flags only `migrate` has.
 fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
-    let atlas = MongoUri::parse("--atlas-uri", t.atlas_uri.expose())?;
+    let atlas_uri_given = t.atlas_uri.is_some();
+    let atlas_api = t.atlas_project.as_ref().map(|p| AtlasSettings {
+        project: p.clone(),
+        cluster: t.atlas_cluster.clone().unwrap_or_default(),
+        app_user: t.atlas_app_user.clone(),
+    });
+    let atlas = match (&t.atlas_uri, &atlas_api) {
+        (Some(u), _) => MongoUri::parse("--atlas-uri", u.expose())?,
+        // Until the Admin API has told the cluster's address: the app user's name on a host
+        // that cannot resolve, replaced before anything uses it.
+        (None, Some(a)) => crate::engine::plan::atlas::provisional_uri(
+            a.app_user.as_deref().unwrap_or(&t.service),
+            &format!("{}.invalid", a.cluster),
+            None,
+        )?,
+        (None, None) => {
+            return Err(crate::error::Error::usage(
+                "give --atlas-uri (or EFS2ATLAS_ATLAS_URI), or --atlas-project and --atlas-cluster",
+            ));
+        }
+    };
     let settings = Settings {
+        atlas: atlas_api,
         mongo_container: t.mongo_container.clone(),
         env: t.env.clone(),
         images: t.image.clone(),
@@ -152,6 +173,7 @@ fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
         source: uri("--source-uri", t.source_uri.as_ref())?,
         check_target: None,
         plan: settings.plan_options(atlas)?,
+        atlas_uri_given,
         settings,
     })
 }

@@ -101,6 +101,11 @@ pub async fn migrate(
     op: &dyn Operator,
 ) -> Result<Done> {
     check_env_templates(&t.settings.env, &t.plan.atlas)?;
+    if t.settings.atlas.is_some() && !t.atlas_uri_given && !run.dry_run {
+        return Err(crate::error::Error::usage(
+            "this efs2atlas does not create the app's Atlas database user yet: create it in Atlas (Database Access, readWrite on the app's database) and pass its connection string with --atlas-uri or EFS2ATLAS_ATLAS_URI; with --atlas-project too, the Atlas side (tier, quota, access list, user) is checked before anything changes",
+        ));
+    }
     let _lock = if run.dry_run {
         None
     } else {

@@ -16,7 +16,7 @@ use crate::deploy::DeployReport;
 use crate::discover::{self, Target};
 use crate::engine::context::MONGO_CONNECT_TIMEOUT;
 use crate::engine::journal::Journal;
-use crate::engine::options::TargetOptions;
+use crate::engine::options::{AtlasSettings, TargetOptions};
 use crate::engine::plan::model::Plan;
 use crate::engine::report::MigrationReport;
 use crate::error::Result;
@@ -26,6 +26,7 @@ use crate::mongo::ns::Selection;
 use crate::mongo::sync::SyncReport;
 use crate::mongo::verify::VerifyReport;
 use crate::uri::MongoUri;
+use crate::world::atlas::AtlasInfo;
 use crate::world::{TargetInfo, World};
 
 /// What a command produced, for the CLI to print as text or JSON.
@@ -154,9 +155,54 @@ pub async fn discover_and_plan(
         world.target = Some(check_target(uri, src.as_ref(), t.settings.drop).await?);
     }
     let mut opts = t.plan.clone();
+    if let Some(a) = &t.settings.atlas {
+        atlas_side(aws, &mut world, a).await?;
+        if !t.atlas_uri_given {
+            opts.atlas = app_uri(&world, a, &t.service)?;
+        }
+    }
     if let Some(r) = remote {
         opts.runner = Some(crate::engine::remote::setup::plan_runner(aws, &world, r).await?);
     }
     let plan = crate::engine::plan::plan(&world, &opts)?;
     Ok((world, plan))
+}
+
+/// The Atlas side through the Admin API (read only): the cluster, the IP access list, the
+/// database users; and where the service's tasks reach the internet from.
+async fn atlas_side(aws: &Aws, world: &mut World, a: &AtlasSettings) -> Result<()> {
+    let creds = crate::atlas::Credentials::from_env(|k| std::env::var(k).ok())?;
+    let api = crate::atlas::Atlas::new(None, &a.project, creds)?;
+    let cluster = api.cluster(&a.cluster).await?;
+    let (access_list, users) = tokio::try_join!(api.access_list(), api.users())?;
+    world.atlas = Some(AtlasInfo {
+        project: a.project.clone(),
+        cluster,
+        access_list,
+        users,
+    });
+    if let Some(net) = &world.service.network {
+        world.egress = Some(discover::egress::egress(aws, net).await?);
+    }
+    Ok(())
+}
+
+/// The app's connection string from the cluster's (`standardSrv`), for the app user, and the
+/// source's database when it has one (else `{db}` says what is missing).
+fn app_uri(world: &World, a: &AtlasSettings, service: &str) -> Result<MongoUri> {
+    let info = world.atlas.as_ref();
+    let srv = info.and_then(|i| i.cluster.srv.clone()).ok_or_else(|| {
+        crate::error::Error::refused(format!(
+            "Atlas cluster {} has no connection string yet (state {}); wait until Atlas shows it ready, or pass --atlas-uri",
+            a.cluster,
+            info.map_or("?", |i| i.cluster.state.as_str())
+        ))
+    })?;
+    let db = world
+        .source
+        .as_ref()
+        .filter(|s| s.databases.len() == 1)
+        .map(|s| s.databases[0].name.as_str());
+    let user = a.app_user.as_deref().unwrap_or(service);
+    crate::engine::plan::atlas::provisional_uri(user, &srv, db)
 }

@@ -171,6 +171,7 @@ fn options(st: &MigrateState, uris: ResumeUris) -> Result<(MongoUri, MongoUri, T
         source: None,
         check_target: None,
         plan: st.settings.plan_options(atlas)?,
+        atlas_uri_given: true,
         settings: st.settings.clone(),
     };
     Ok((source, target, t))

@@ -4,6 +4,7 @@
 pub mod ec2;
 pub mod ecs;
 pub mod efs;
+pub mod egress;
 pub mod mongo;
 
 use std::collections::BTreeSet;
@@ -91,5 +92,7 @@ pub async fn world(aws: &Aws, target: &Target<'_>) -> Result<World> {
         efs_users,
         source: None,
         target: None,
+        atlas: None,
+        egress: None,
     })
 }

@@ -37,7 +37,23 @@ pub async fn source(m: &Mongo) -> Result<SourceInfo> {
             });
         }
         collections.sort_by(|a, b| a.name.cmp(&b.name));
+        // dbStats needs dbStats on the database (readAnyDatabase has it); without it the
+        // plan says the size is unknown rather than failing.
+        let stats = m
+            .client
+            .database(&name)
+            .run_command(mongodb::bson::doc! {"dbStats": 1})
+            .await
+            .ok();
+        let stat = |k: &str| {
+            stats
+                .as_ref()
+                .and_then(|s| s.get(k))
+                .and_then(crate::mongo::as_i64)
+        };
         databases.push(DatabaseInfo {
+            data_size: stat("dataSize"),
+            index_size: stat("indexSize"),
             name,
             size_on_disk: size,
             collections,

@@ -149,6 +149,18 @@ pub struct PlanOptions {
     pub runner: Option<crate::engine::remote::resources::RunnerState>,
 }
 
+/// The Atlas project and cluster the Admin API is asked about.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AtlasSettings {
+    /// The project (group) id.
+    pub project: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The app's database user (default: the service's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_user: Option<String>,
+}
+
 /// Which service to migrate and where to: what `plan`, `migrate` and `resume` share.
 #[derive(Clone, Debug)]
 pub struct TargetOptions {
@@ -163,6 +175,9 @@ pub struct TargetOptions {
     pub check_target: Option<MongoUri>,
     /// The rest of the plan's inputs.
     pub plan: PlanOptions,
+    /// False when `plan.atlas` is provisional: no `--atlas-uri` was given, and the cluster's
+    /// connection string comes from the Admin API.
+    pub atlas_uri_given: bool,
     /// The journaled form of the same choices.
     pub settings: Settings,
 }
@@ -192,6 +207,10 @@ pub struct Settings {
     /// `--runner ecs` and its image, size and role; `None` runs the data steps here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerSettings>,
+    /// `--atlas-project`/`--atlas-cluster`/`--atlas-app-user`: the Atlas side through the
+    /// Admin API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atlas: Option<AtlasSettings>,
 }
 
 /// `--runner ecs`: the runner task's image, size and execution role.

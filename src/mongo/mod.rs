@@ -20,6 +20,7 @@ pub mod progress;
 pub mod raw;
 pub mod stream;
 pub mod sync;
+pub mod tier;
 pub mod verify;
 
 use std::time::Duration;
@@ -309,6 +310,7 @@ pub fn scrub_err(uri: &MongoUri, e: &impl std::fmt::Display) -> String {
 pub fn diagnose(role: &str, uri: &MongoUri, e: &mongodb::error::Error) -> Option<String> {
     let lower = e.to_string().to_lowercase();
     let sentence = version_problem(role, &lower)
+        .or_else(|| atlas_problem(e))
         .or_else(|| login_problem(role, uri, e, &lower))
         .or_else(|| reach_problem(role, uri, e, &lower))?;
     Some(scrub_text(uri, &sentence))
@@ -352,6 +354,14 @@ fn version_problem(role: &str, lower: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// What Atlas's shared-tier proxy refused (`AtlasError`, code 8000): the quota, or a command.
+fn atlas_problem(e: &mongodb::error::Error) -> Option<String> {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => tier::problem(Some(c.code), &c.message),
+        _ => tier::problem(None, &e.to_string()),
+    }
 }
 
 /// Wrong credentials, an untrusted or rejected certificate, a missing privilege.

@@ -1,5 +1,8 @@
 //! Integration tests against the real local services (moto, real mongod 6.0.5), one binary.
 
+mod atlas;
+#[path = "../support/atlasapi.rs"]
+mod atlasapi;
 mod common;
 mod credentials;
 #[path = "../support/world.rs"]
@@ -35,10 +38,13 @@ mod runner;
 mod shape;
 #[path = "../support/shaper.rs"]
 mod shaper;
+#[path = "../support/sharedtier.rs"]
+mod sharedtier;
 mod stuck;
 mod sync;
 #[path = "../support/tcpfault.rs"]
 mod tcpfault;
+mod tiers;
 mod wan;
 
 /// The migrate steps, in order (as the journal names them): the engine's one list.

@@ -31,6 +31,8 @@ struct Cell {
     at: Where,
     writer: bool,
     version: Option<&'static str>,
+    /// The target behind the shared-tier (M0) stand-in: refusals, 100 operations/s.
+    shared_tier: bool,
 }
 
 fn runner_args() -> Vec<String> {
@@ -44,7 +46,10 @@ fn runner_args() -> Vec<String> {
 /// end state: the AWS "after" world and both servers equal as the test support sees them.
 async fn run(cell: Cell) {
     let started = Instant::now();
-    let s = setup_on(cell.version, 0).await;
+    let mut s = setup_on(cell.version, 0).await;
+    if cell.shared_tier {
+        s.tier = Some(crate::sharedtier::SharedTier::start(s.dst.port(), 512, 100));
+    }
     let seeded = rich::seed(&s.src.uri(), ORDERS).await;
     if let Some(v) = cell.version {
         assert!(
@@ -104,6 +109,7 @@ async fn run(cell: Cell) {
         );
     }
     assert_migrated(&s).await;
+    let through_tier = s.tier.as_ref().map(crate::tiers::assert_nothing_refused);
     let compared = rich::assert_same(&s.src.uri(), &s.dst.uri()).await;
     assert!(compared >= seeded.docs, "{compared} < {}", seeded.docs);
     let took = |step: &str| {
@@ -126,11 +132,14 @@ async fn run(cell: Cell) {
         took("sync")
     );
     println!(
-        "matrix cell {} {:?} writer={} source {}: {compared} documents byte-exact, {writes} app writes, {:.1}s",
+        "matrix cell {} {:?} writer={} source {}{}: {compared} documents byte-exact, {writes} app writes, {:.1}s",
         cell.strategy,
         cell.at,
         cell.writer,
         seeded.version,
+        through_tier
+            .map(|n| format!(" into the M0 stand-in ({n} operations, none refused)"))
+            .unwrap_or_default(),
         started.elapsed().as_secs_f64()
     );
 }
@@ -142,6 +151,7 @@ async fn two_pass_local_with_an_app_writing() {
         at: Where::Local,
         writer: true,
         version: None,
+        shared_tier: false,
     })
     .await;
 }
@@ -153,6 +163,7 @@ async fn two_pass_local_quiet() {
         at: Where::Local,
         writer: false,
         version: None,
+        shared_tier: false,
     })
     .await;
 }
@@ -164,6 +175,7 @@ async fn freeze_first_local_with_an_app_writing() {
         at: Where::Local,
         writer: true,
         version: None,
+        shared_tier: false,
     })
     .await;
 }
@@ -175,6 +187,7 @@ async fn freeze_first_local_quiet() {
         at: Where::Local,
         writer: false,
         version: None,
+        shared_tier: false,
     })
     .await;
 }
@@ -186,6 +199,7 @@ async fn two_pass_runner_with_an_app_writing() {
         at: Where::Runner,
         writer: true,
         version: None,
+        shared_tier: false,
     })
     .await;
 }
@@ -197,6 +211,7 @@ async fn freeze_first_runner_quiet() {
         at: Where::Runner,
         writer: false,
         version: None,
+        shared_tier: false,
     })
     .await;
 }
@@ -208,6 +223,7 @@ async fn two_pass_from_mongo_4_4_with_an_app_writing() {
         at: Where::Local,
         writer: true,
         version: Some("4.4"),
+        shared_tier: false,
     })
     .await;
 }
@@ -219,6 +235,7 @@ async fn two_pass_from_mongo_5_0_with_an_app_writing() {
         at: Where::Local,
         writer: true,
         version: Some("5.0"),
+        shared_tier: false,
     })
     .await;
 }
@@ -230,6 +247,21 @@ async fn two_pass_from_mongo_6_0_27_with_an_app_writing() {
         at: Where::Local,
         writer: true,
         version: Some("6.0.27"),
+        shared_tier: false,
+    })
+    .await;
+}
+
+/// Into an M0 (the shared-tier stand-in) without the Admin API: nothing it refuses is sent,
+/// and its throttle slows the run without failing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pass_into_a_shared_tier_with_an_app_writing() {
+    run(Cell {
+        strategy: "two-pass",
+        at: Where::Local,
+        writer: true,
+        version: None,
+        shared_tier: true,
     })
     .await;
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::common::{ATLAS_PASSWORD, Account, Cmd, Run, account, atlas_uri, snapshot};
 use crate::mongod::Mongod;
 use crate::proxy::FaultProxy;
+use crate::sharedtier::SharedTier;
 use crate::tcpfault::{Faults, TcpFault};
 use crate::world::{self, Fixture, OLD_MONGO_PASSWORD};
 
@@ -17,13 +18,19 @@ pub(crate) struct Setup {
     pub dst: Mongod,
     /// The tool reaches the target through this proxy (a clean link unless a test slows it).
     pub link: TcpFault,
+    /// When set, the tool reaches the target through this shared-tier (M0/Flex) stand-in
+    /// instead of [`Setup::link`].
+    pub tier: Option<SharedTier>,
     pub dir: tempfile::TempDir,
 }
 
 impl Setup {
     /// The URI the tool writes to (through [`Setup::link`]).
     pub fn target_uri(&self) -> String {
-        self.dst.uri_via(self.link.port)
+        match &self.tier {
+            Some(t) => self.dst.uri_via(t.port),
+            None => self.dst.uri_via(self.link.port),
+        }
     }
 
     /// Slows the link to the target so a copy of a few MB lasts seconds (on loopback a real
@@ -134,6 +141,7 @@ pub(crate) async fn setup_on(version: Option<&str>, docs: usize) -> Setup {
         src,
         dst,
         link,
+        tier: None,
         dir: tempfile::tempdir().unwrap(),
     }
 }

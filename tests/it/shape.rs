@@ -12,7 +12,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("engine", &["engine"]),
     (
         "adapters",
-        &["mongo", "discover", "deploy", "cleanup", "fargate", "aws"],
+        &[
+            "mongo", "atlas", "discover", "deploy", "cleanup", "fargate", "aws",
+        ],
     ),
     // No I/O: plain data and pure functions every layer shares.
     (

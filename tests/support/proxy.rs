@@ -186,7 +186,8 @@ impl FaultProxy {
     }
 }
 
-async fn read_head<R: AsyncRead + Unpin>(
+/// Reads one request head into `buf`; its length, or None at end of stream.
+pub async fn read_head<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<usize>> {
@@ -201,6 +202,30 @@ async fn read_head<R: AsyncRead + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Reads one whole request (head and `Content-Length` body) out of `buf` and the stream:
+/// the head's length and the request's bytes, or None at end of stream.
+pub async fn read_request<R: AsyncRead + Unpin>(
+    conn: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<(usize, Vec<u8>)>> {
+    let Some(head_len) = read_head(conn, buf).await? else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
+    let len: usize = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_len + len {
+        let mut chunk = [0u8; 8192];
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some((head_len, buf.drain(..head_len + len).collect())))
 }
 
 /// A whole HTTP answer with its body rewritten and its Content-Length set to match.
@@ -229,7 +254,8 @@ fn rewritten(resp: &[u8], changes: &[Rewrite]) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+/// The value of header `name` in a request or response head.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
@@ -245,22 +271,10 @@ async fn serve(
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
-        let Some(head_len) = read_head(&mut conn, &mut buf).await? else {
+        let Some((head_len, request)) = read_request(&mut conn, &mut buf).await? else {
             return Ok(());
         };
-        let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
-        let len: usize = header(&head, "content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_len + len {
-            let mut chunk = [0u8; 8192];
-            let n = conn.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let request: Vec<u8> = buf.drain(..head_len + len).collect();
+        let head = String::from_utf8_lossy(&request[..head_len]).to_string();
         let body = String::from_utf8_lossy(&request[head_len..]).to_string();
         let first = head.lines().next().unwrap_or("").to_string();
         let summary = format!(

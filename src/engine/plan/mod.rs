@@ -3,6 +3,7 @@
 //! mongo container's storage, security groups, credentials and env mapping; the step list
 //! comes from the steps themselves ([`crate::engine::steps::planned`]).
 
+pub mod atlas;
 pub mod credentials;
 pub mod env;
 pub mod model;
@@ -98,6 +99,9 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         images: opts.images.clone(),
     };
     target_findings(world, opts, &mut plan.blockers);
+    let (b, w) = atlas::findings(world, opts.atlas.user.as_deref());
+    plan.blockers.extend(b);
+    plan.warnings.extend(w);
     new_revision(&mut plan, world, opts)?;
     plan.steps = crate::engine::steps::planned(&plan, world);
     plan.ready = plan.blockers.is_empty();
@@ -371,6 +375,8 @@ mod tests {
             efs_users: vec![],
             source: None,
             target: None,
+            atlas: None,
+            egress: None,
         }
     }
 

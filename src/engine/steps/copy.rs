@@ -45,7 +45,10 @@ impl Step for Copy {
         };
         let r = copy::run(&src, &dst, &items, &opts, &ctx.journal, &*bars, &ctx.cancel).await;
         bars.done();
-        let r = r?;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return Err(over_quota(ctx, &items, e).await),
+        };
         // Under freeze-first nothing wrote during the copy, so a duplicate key is a real
         // failure; two-pass leaves those unique indexes to the sync that follows.
         let mut failed = r.index_errors.clone();
@@ -83,4 +86,25 @@ impl Step for Copy {
         })?;
         Ok(Outcome::Done(note))
     }
+}
+
+/// A copy that filled the Atlas cluster (a shared tier's space quota) cannot go on by itself:
+/// the error says the quota and what the source holds, and a source this run froze (under
+/// freeze-first) is unlocked, so the app is not left read-only behind a copy that cannot end.
+async fn over_quota(ctx: &mut Ctx<'_>, items: &[jobs::Item], e: Error) -> Error {
+    let Some((used, quota)) = crate::mongo::tier::over_quota(&e.message) else {
+        return e;
+    };
+    let unlocked = ctx.remote.is_none() && ctx.source_locked();
+    if unlocked {
+        ctx.unfreeze("Atlas is over its space quota: the copy cannot finish on this tier")
+            .await;
+    }
+    let data: u64 = items
+        .iter()
+        .map(|i| i.estimated_docs.saturating_mul(i.avg_doc_bytes))
+        .sum();
+    Error::refused(crate::mongo::tier::quota_refusal(
+        used, quota, data, unlocked,
+    ))
 }

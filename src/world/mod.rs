@@ -1,5 +1,7 @@
 //! What discovery found: plain, serializable data (secrets already redacted or wrapped).
 
+pub mod atlas;
+
 use serde::Serialize;
 
 use crate::secret::Secret;
@@ -49,6 +51,12 @@ pub struct World {
     pub source: Option<SourceInfo>,
     /// Where efs2atlas would write, when `plan` or `--dry-run` was given `--target-uri`.
     pub target: Option<TargetInfo>,
+    /// The Atlas side as the Admin API tells it, with `--atlas-project`/`--atlas-cluster`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub atlas: Option<atlas::AtlasInfo>,
+    /// Where the service's tasks reach the internet from (read with `--atlas-project`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<atlas::Egress>,
 }
 
 /// What `plan` found on the target (read only: nothing is written).
@@ -422,6 +430,12 @@ pub struct DatabaseInfo {
     pub name: String,
     /// Size on disk, as the server reports it.
     pub size_on_disk: Option<i64>,
+    /// Uncompressed size of its documents (`dbStats.dataSize`): what Atlas's quota counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_size: Option<i64>,
+    /// Size of its indexes (`dbStats.indexSize`), counted in Atlas's quota too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_size: Option<i64>,
     /// Collections and views.
     pub collections: Vec<CollectionInfo>,
 }

@@ -1,0 +1,262 @@
+//! The Atlas side of the plan (with `--atlas-project`): what the Admin API told of the
+//! cluster, its access list and its users, weighed against the source and the service's
+//! egress. Pure: blockers and warnings, each with its fix.
+
+use std::net::Ipv4Addr;
+
+use crate::engine::plan::model::{Finding, finding};
+use crate::error::Result;
+use crate::uri::MongoUri;
+use crate::world::World;
+use crate::world::atlas::AtlasInfo;
+
+/// The app's connection string before its password exists: `mongodb+srv://USER:*@HOST/DB`
+/// with a generated placeholder (the plan masks every password it shows).
+pub fn provisional_uri(user: &str, host: &str, db: Option<&str>) -> Result<MongoUri> {
+    let host = host
+        .trim_start_matches("mongodb+srv://")
+        .trim_start_matches("mongodb://")
+        .trim_end_matches('/');
+    let placeholder = "p".repeat(32);
+    let db = db.map(crate::uri::percent_encode).unwrap_or_default();
+    MongoUri::parse(
+        "--atlas-project",
+        &format!(
+            "mongodb+srv://{}:{placeholder}@{host}/{db}",
+            crate::uri::percent_encode(user)
+        ),
+    )
+}
+
+/// The findings about the Atlas side: `(blockers, warnings)`.
+pub fn findings(world: &World, atlas_user: Option<&str>) -> (Vec<Finding>, Vec<Finding>) {
+    let mut blockers = Vec::new();
+    let mut warnings = Vec::new();
+    let Some(a) = &world.atlas else {
+        return (blockers, warnings);
+    };
+    let c = &a.cluster;
+    let res = format!("Atlas cluster {}", c.name);
+    if c.paused {
+        blockers.push(finding(
+            "atlas-cluster-paused",
+            &res,
+            "the cluster is paused and answers no connection; resume it in Atlas (Clusters > ... > Resume Cluster), then plan again",
+        ));
+    } else if matches!(c.state.as_str(), "CREATING" | "DELETING" | "DELETED") {
+        blockers.push(finding(
+            "atlas-cluster-not-ready",
+            &res,
+            format!(
+                "the cluster is {} ; wait until Atlas shows it ready (IDLE), then plan again",
+                c.state
+            ),
+        ));
+    }
+    tier_limits(world, a, &mut blockers);
+    access(world, a, &mut blockers, &mut warnings);
+    if let Some(user) = atlas_user
+        && !a.users.iter().any(|u| u.name == user)
+    {
+        blockers.push(finding(
+            "atlas-user-missing",
+            format!("database user {user}"),
+            format!(
+                "the Atlas URI's user {user} is not a database user of project {}; create it in Atlas (Database Access) with readWrite on the app's databases, or fix the user in --atlas-uri",
+                a.project
+            ),
+        ));
+    }
+    (blockers, warnings)
+}
+
+/// The source's data and indexes, databases, collections and names against the tier.
+fn tier_limits(world: &World, a: &AtlasInfo, blockers: &mut Vec<Finding>) {
+    let c = &a.cluster;
+    let (Some(limits), Some(src)) = (c.limits(), &world.source) else {
+        return;
+    };
+    let res = format!("Atlas cluster {} ({})", c.name, c.tier);
+    let data: i64 = src.databases.iter().filter_map(|d| d.data_size).sum();
+    let index: i64 = src.databases.iter().filter_map(|d| d.index_size).sum();
+    let needed = (data + index).max(0) as u64;
+    if needed > limits.storage {
+        blockers.push(finding(
+            "atlas-storage-quota",
+            &res,
+            format!(
+                "the source holds {} of documents and {} of indexes, more than the {} storage of an Atlas {} ({}); move the cluster to a larger tier first, or delete what the app no longer needs on the source",
+                crate::units::bytes(data),
+                crate::units::bytes(index),
+                crate::units::bytes(limits.storage as i64),
+                c.tier,
+                crate::world::atlas::TIER_STORAGE
+            ),
+        ));
+    }
+    let dbs = src.databases.len() as u64;
+    if let Some(max) = limits.databases.filter(|m| dbs > *m) {
+        blockers.push(finding(
+            "atlas-too-many-databases",
+            &res,
+            format!("the source has {dbs} databases; an Atlas {} holds at most {max}: choose a larger tier", c.tier),
+        ));
+    }
+    let colls: u64 = src
+        .databases
+        .iter()
+        .map(|d| d.collections.len() as u64)
+        .sum();
+    if let Some(max) = limits.collections.filter(|m| colls > *m) {
+        blockers.push(finding(
+            "atlas-too-many-collections",
+            &res,
+            format!("the source has {colls} collections and views; an Atlas {} holds at most {max}: choose a larger tier", c.tier),
+        ));
+    }
+    if let Some(max) = limits.db_name_bytes {
+        for d in src.databases.iter().filter(|d| d.name.len() > max) {
+            blockers.push(finding(
+                "atlas-database-name-too-long",
+                format!("database {}", d.name),
+                format!(
+                    "the database name is {} bytes; an Atlas {} takes at most {max}: rename it on the source first (or choose a dedicated tier)",
+                    d.name.len(),
+                    c.tier
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether the access list admits where the service's tasks come from.
+fn access(world: &World, a: &AtlasInfo, blockers: &mut Vec<Finding>, warnings: &mut Vec<Finding>) {
+    let Some(e) = &world.egress else { return };
+    let open = a.access_list.iter().any(|x| x.cidr == "0.0.0.0/0");
+    if e.public_ip_tasks && e.nat_ips.is_empty() {
+        let f = |code: &str, m: &str| finding(code, format!("service {}", world.service.name), m);
+        if open {
+            warnings.push(f(
+                "atlas-access-list-open",
+                "the tasks have public IPs of their own, which change on every deployment, so the access list admits 0.0.0.0/0 (any address; the database user's password is what protects the data); a NAT gateway with an Elastic IP gives one address to admit instead",
+            ));
+        } else {
+            blockers.push(f(
+                "atlas-access-list",
+                "the tasks have public IPs of their own, which change on every deployment, and the access list admits no range they could come from: the app could not reach Atlas after the cutover; add 0.0.0.0/0 in Atlas (Network Access), or route the subnets through a NAT gateway and admit its Elastic IP",
+            ));
+        }
+        return;
+    }
+    for ip in &e.nat_ips {
+        let Ok(addr) = ip.parse::<Ipv4Addr>() else {
+            continue;
+        };
+        if !a.access_list.iter().any(|x| x.admits(addr)) {
+            blockers.push(finding(
+                "atlas-access-list",
+                format!("NAT gateway address {ip}"),
+                format!(
+                    "the service's tasks reach the internet from {ip} (its subnets' NAT gateway), which the project's access list does not admit: the app could not reach Atlas after the cutover; add {ip}/32 in Atlas (Network Access)"
+                ),
+            ));
+        }
+    }
+    if !e.unrouted_subnets.is_empty() && !e.public_ip_tasks {
+        warnings.push(finding(
+            "atlas-no-egress",
+            format!("subnets {}", e.unrouted_subnets.join(", ")),
+            "these subnets have no route to the internet (no NAT gateway) and the tasks get no public IP: the app reaches Atlas only through peering or a private endpoint; check it can",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::atlas::{AccessEntry, Cluster, Egress};
+    use crate::world::{DatabaseInfo, SourceInfo};
+
+    fn world(tier: &str, data_mib: i64, access: &[&str], egress: Egress) -> World {
+        World {
+            source: Some(SourceInfo {
+                uri: "mongodb://h".into(),
+                version: Some("6.0.5".into()),
+                databases: vec![DatabaseInfo {
+                    name: "goals".into(),
+                    size_on_disk: None,
+                    data_size: Some(data_mib << 20),
+                    index_size: Some(8 << 20),
+                    collections: Vec::new(),
+                }],
+            }),
+            atlas: Some(AtlasInfo {
+                project: "p".into(),
+                cluster: Cluster {
+                    name: "c0".into(),
+                    tier: tier.into(),
+                    version: "8.0.4".into(),
+                    state: "IDLE".into(),
+                    paused: false,
+                    srv: None,
+                    private_endpoints: 0,
+                },
+                access_list: access
+                    .iter()
+                    .map(|c| AccessEntry {
+                        cidr: c.to_string(),
+                        comment: String::new(),
+                        delete_after: None,
+                    })
+                    .collect(),
+                users: Vec::new(),
+            }),
+            egress: Some(egress),
+            ..World::default()
+        }
+    }
+
+    fn codes(f: &[Finding]) -> Vec<&str> {
+        f.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn the_quota_counts_data_and_indexes_against_the_tier() {
+        let nat = Egress {
+            nat_ips: vec!["203.0.113.7".into()],
+            ..Egress::default()
+        };
+        let (b, _) = findings(&world("M0", 600, &["203.0.113.0/24"], nat.clone()), None);
+        assert_eq!(codes(&b), ["atlas-storage-quota"]);
+        assert!(
+            b[0].message.contains("600.0 MiB") || b[0].message.contains("MiB"),
+            "{b:?}"
+        );
+        let (b, _) = findings(&world("M0", 505, &["203.0.113.0/24"], nat.clone()), None);
+        assert_eq!(
+            codes(&b),
+            ["atlas-storage-quota"],
+            "505 MiB + 8 MiB of indexes"
+        );
+        let (b, _) = findings(&world("M0", 500, &["203.0.113.0/24"], nat.clone()), None);
+        assert!(b.is_empty(), "500 MiB + 8 MiB of indexes fit: {b:?}");
+        let (b, _) = findings(&world("FLEX", 600, &["203.0.113.0/24"], nat.clone()), None);
+        assert!(b.is_empty(), "{b:?}");
+        let (b, _) = findings(&world("M10", 60_000, &[], nat), None);
+        assert_eq!(codes(&b), ["atlas-access-list"], "dedicated: no quota");
+    }
+
+    #[test]
+    fn public_ip_tasks_need_an_open_access_list() {
+        let public = Egress {
+            public_ip_tasks: true,
+            ..Egress::default()
+        };
+        let (b, w) = findings(&world("M0", 1, &["198.51.100.1/32"], public.clone()), None);
+        assert_eq!(codes(&b), ["atlas-access-list"]);
+        assert!(w.is_empty());
+        let (b, w) = findings(&world("M0", 1, &["0.0.0.0/0"], public), Some("app"));
+        assert_eq!(codes(&b), ["atlas-user-missing"]);
+        assert_eq!(codes(&w), ["atlas-access-list-open"]);
+    }
+}
