@@ -144,6 +144,32 @@ impl MongoUri {
         out
     }
 
+    /// The same server and options, signed in as `user` (defined in `admin`).
+    pub fn with_login(&self, user: &str, password: &Secret) -> Result<MongoUri, Error> {
+        let mut text = format!(
+            "{}://{}:{}@{}/",
+            self.scheme,
+            percent_encode(user),
+            percent_encode(password.expose()),
+            self.hosts
+        );
+        if let Some(db) = &self.db {
+            text.push_str(&percent_encode(db));
+        }
+        // A user defined in admin (as Atlas's are) signs in there whatever the path says.
+        let mut query: Vec<String> = self
+            .query
+            .iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|kv| !kv.is_empty() && !kv.to_ascii_lowercase().starts_with("authsource="))
+            .map(str::to_string)
+            .collect();
+        query.push("authSource=admin".into());
+        text.push('?');
+        text.push_str(&query.join("&"));
+        MongoUri::parse("the migration user's URI", &text)
+    }
+
     /// True when the URI carries a password.
     pub fn has_password(&self) -> bool {
         self.password.is_some()

@@ -135,6 +135,7 @@ fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
         project: p.clone(),
         cluster: t.atlas_cluster.clone().unwrap_or_default(),
         app_user: t.atlas_app_user.clone(),
+        create_users: t.atlas_uri.is_none(),
     });
     let atlas = match (&t.atlas_uri, &atlas_api) {
         (Some(u), _) => MongoUri::parse("--atlas-uri", u.expose())?,

@@ -101,11 +101,6 @@ pub async fn migrate(
     op: &dyn Operator,
 ) -> Result<Done> {
     check_env_templates(&t.settings.env, &t.plan.atlas)?;
-    if t.settings.atlas.is_some() && !t.atlas_uri_given && !run.dry_run {
-        return Err(crate::error::Error::usage(
-            "this efs2atlas does not create the app's Atlas database user yet: create it in Atlas (Database Access, readWrite on the app's database) and pass its connection string with --atlas-uri or EFS2ATLAS_ATLAS_URI; with --atlas-project too, the Atlas side (tier, quota, access list, user) is checked before anything changes",
-        ));
-    }
     let _lock = if run.dry_run {
         None
     } else {
@@ -115,6 +110,9 @@ pub async fn migrate(
     };
     let aws = Aws::load(aws).await?;
     let (world, plan) = discover_and_plan(&aws, t, None).await?;
+    let mut effective = t.clone();
+    effective.plan.atlas = crate::commands::effective_atlas(&world, t)?;
+    let t = &effective;
     op.show_plan(&plan, &world, run.dry_run);
     if run.dry_run {
         op.notice("--dry-run: nothing was changed");
@@ -138,7 +136,10 @@ pub async fn migrate(
     let source = t.source.clone().ok_or_else(|| {
         Error::usage("--source-uri is required: it says how to reach the mongo container's database and with which user. With --runner ecs, mongodb://USER:PASS@localhost:27017/?authSource=admin means the mongo task itself; without it, give the end of a tunnel (docs/guide.md), e.g. mongodb://127.0.0.1:27017")
     })?;
-    let target = run.target.clone().unwrap_or_else(|| t.plan.atlas.clone());
+    let target = match run.target.clone() {
+        Some(t) => t,
+        None => crate::commands::default_target(&world, t)?,
+    };
     // The plan is long: what it destroys is repeated right above the question.
     let doomed: Vec<String> = plan
         .steps

@@ -187,6 +187,29 @@ async fn atlas_side(aws: &Aws, world: &mut World, a: &AtlasSettings) -> Result<(
     Ok(())
 }
 
+/// The Atlas URI the run uses: `--atlas-uri`, or with the Admin API the cluster's connection
+/// string for the app user (its password made by the `atlas-access` step).
+pub fn effective_atlas(world: &World, t: &TargetOptions) -> Result<MongoUri> {
+    match &t.settings.atlas {
+        Some(a) if !t.atlas_uri_given => app_uri(world, a, &t.service),
+        _ => Ok(t.plan.atlas.clone()),
+    }
+}
+
+/// Where efs2atlas writes when no `--target-uri` is given: the Atlas URI, or with the Admin
+/// API the cluster itself with no user (the `atlas-access` step signs in as its own).
+pub fn default_target(world: &World, t: &TargetOptions) -> Result<MongoUri> {
+    match (
+        &t.settings.atlas,
+        world.atlas.as_ref().and_then(|a| a.cluster.srv.clone()),
+    ) {
+        (Some(_), Some(srv)) if !t.atlas_uri_given => {
+            MongoUri::parse("the cluster's connection string", &srv)
+        }
+        _ => effective_atlas(world, t),
+    }
+}
+
 /// The app's connection string from the cluster's (`standardSrv`), for the app user, and the
 /// source's database when it has one (else `{db}` says what is missing).
 fn app_uri(world: &World, a: &AtlasSettings, service: &str) -> Result<MongoUri> {

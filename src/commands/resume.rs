@@ -137,9 +137,18 @@ fn same_uri(what: &str, given: Option<MongoUri>, journaled: &str, needs: &str) -
 
 /// The source, target and plan options, rebuilt from the journal and the given URIs.
 fn options(st: &MigrateState, uris: ResumeUris) -> Result<(MongoUri, MongoUri, TargetOptions)> {
-    let atlas = uris.atlas.ok_or_else(|| {
-        Error::usage("the Atlas URI is needed to resume (the journal never stores credentials): set EFS2ATLAS_ATLAS_URI or pass --atlas-uri")
-    })?;
+    // With the Admin API the app's connection string comes from Atlas again.
+    let made_by_api = st.settings.atlas.as_ref().is_some_and(|a| a.create_users);
+    let atlas = match uris.atlas {
+        None if made_by_api => MongoUri::parse(
+            "the journal's Atlas URI",
+            &st.atlas
+                .replace(crate::secret::REDACTED, crate::engine::plan::atlas::PLACEHOLDER),
+        )?,
+        given => given.ok_or_else(|| {
+            Error::usage("the Atlas URI is needed to resume (the journal never stores credentials): set EFS2ATLAS_ATLAS_URI or pass --atlas-uri")
+        })?,
+    };
     if atlas.redacted() != st.atlas {
         return Err(Error::usage(format!(
             "the Atlas URI {} is not the one this migration uses ({})",
@@ -171,7 +180,7 @@ fn options(st: &MigrateState, uris: ResumeUris) -> Result<(MongoUri, MongoUri, T
         source: None,
         check_target: None,
         plan: st.settings.plan_options(atlas)?,
-        atlas_uri_given: true,
+        atlas_uri_given: !made_by_api,
         settings: st.settings.clone(),
     };
     Ok((source, target, t))

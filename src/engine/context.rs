@@ -140,6 +140,16 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// Writes to `target` from now on (the Atlas step's temporary user): connections are
+    /// opened again, and a runner task started later is given the same.
+    pub fn set_target(&mut self, target: MongoUri) {
+        if let Some(r) = &mut self.remote {
+            r.target = target.clone();
+        }
+        self.target = target;
+        self.mongo = None;
+    }
+
     /// Both servers, connected on first use.
     pub async fn mongo(&mut self) -> Result<(Mongo, Mongo)> {
         if self.mongo.is_none() {

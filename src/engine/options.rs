@@ -147,6 +147,8 @@ pub struct PlanOptions {
     pub drop: bool,
     /// `--runner ecs`: the runner as discovered (where it runs, the rule it needs).
     pub runner: Option<crate::engine::remote::resources::RunnerState>,
+    /// `--atlas-project`: the Atlas side through the Admin API.
+    pub atlas_api: Option<AtlasSettings>,
 }
 
 /// The Atlas project and cluster the Admin API is asked about.
@@ -159,6 +161,11 @@ pub struct AtlasSettings {
     /// The app's database user (default: the service's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_user: Option<String>,
+    /// True when no `--atlas-uri` was given: efs2atlas makes the app's user (its password
+    /// straight into Secrets Manager), a temporary user for itself and the access-list
+    /// entries, through the Admin API.
+    #[serde(default)]
+    pub create_users: bool,
 }
 
 /// Which service to migrate and where to: what `plan`, `migrate` and `resume` share.
@@ -245,6 +252,7 @@ impl Settings {
             credentials: self.credentials.unwrap_or_default(),
             keep_efs: self.keep_efs,
             runner: None,
+            atlas_api: self.atlas.clone(),
             strategy: self.strategy,
             drop: self.drop,
         })

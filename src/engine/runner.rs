@@ -42,6 +42,11 @@ pub async fn run_steps(ctx: &mut Ctx<'_>) -> Result<bool> {
         "interrupted; the run could not stop cleanly. Check the source's write lock (db.currentOp() shows fsyncLock), then continue with `efs2atlas resume --journal {journal_path}`"
     ));
     let order: Vec<StepId> = ctx.plan.steps.iter().map(|s| s.id).collect();
+    // The Atlas step's passwords live only in the process that set them: a run with work
+    // left makes them again first.
+    if order.contains(&StepId::AtlasAccess) && ctx.state()?.next_step(&order).is_some() {
+        ctx.update(|s| drop(s.steps.remove(&StepId::AtlasAccess)))?;
+    }
     // Each round runs the first unfinished step: a step may send the run back (the cutover
     // fence forgets freeze, sync and verify when the freeze no longer holds).
     while let Some(step) = ctx.state()?.next_step(&order) {

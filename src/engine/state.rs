@@ -190,6 +190,9 @@ pub struct MigrateState {
     pub secret_arn: Option<String>,
     /// The execution role's inline policy.
     pub policy_name: Option<String>,
+    /// What the Atlas step made through the Admin API (names only, never a password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atlas_made: Option<AtlasMade>,
     /// What cleanup deletes.
     pub cleanup: Option<CleanupTarget>,
     /// Per step.
@@ -248,4 +251,23 @@ impl MigrateState {
             f.ended_unix = Some(unix_now());
         }
     }
+}
+
+/// What efs2atlas made on the Atlas side, so the end of the run (or a failed cutover) undoes
+/// exactly that and nothing else.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AtlasMade {
+    /// The app's database user.
+    pub app_user: String,
+    /// True when this migration created it (a failed cutover deletes it again).
+    pub app_user_created: bool,
+    /// Its roles, `role@db`, as first given (a resume may not see the source to name them).
+    #[serde(default)]
+    pub app_roles: Vec<String>,
+    /// The temporary user efs2atlas itself writes as (deleted at the end).
+    pub migration_user: String,
+    /// Access-list entries added for the app (kept after a cutover).
+    pub entries: Vec<String>,
+    /// Temporary access-list entries for efs2atlas itself (removed at the end).
+    pub temporary: Vec<String>,
 }

@@ -28,6 +28,10 @@ pub enum StepId {
     Deploy,
     /// Delete the EFS file system, its mount targets and security group.
     Cleanup,
+    /// Atlas (Admin API): the app's user, a temporary user for efs2atlas, the access list.
+    AtlasAccess,
+    /// Atlas (Admin API): remove the temporary user and entries.
+    AtlasRelease,
 }
 
 impl StepId {
@@ -44,6 +48,8 @@ impl StepId {
             StepId::Register => "register",
             StepId::Deploy => "deploy",
             StepId::Cleanup => "cleanup",
+            StepId::AtlasAccess => "atlas-access",
+            StepId::AtlasRelease => "atlas-release",
         }
     }
 }

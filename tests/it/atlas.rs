@@ -59,7 +59,7 @@ fn codes(v: &Value, kind: &str) -> Vec<String> {
 }
 
 /// Routes the fixture's subnets through a NAT gateway with an Elastic IP; returns its address.
-async fn nat(acct: &Account, fx: &Fixture) -> String {
+pub(crate) async fn nat(acct: &Account, fx: &Fixture) -> String {
     let ec2 = aws_sdk_ec2::Client::new(&acct.conf);
     let eip = ec2
         .allocate_address()

@@ -46,6 +46,7 @@ async fn cut_over(acct: &Account) -> (Aws, Fixture, CleanupTarget) {
         keep_efs: false,
         drop: false,
         runner: None,
+        atlas_api: None,
     };
     let p = plan::plan(&w, &opts).unwrap();
     let arn = deploy::register(&a, &p.new_task_definition(&w, None).unwrap())

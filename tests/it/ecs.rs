@@ -36,6 +36,7 @@ fn opts(credentials: CredentialMode) -> PlanOptions {
         keep_efs: false,
         drop: false,
         runner: None,
+        atlas_api: None,
     }
 }
 

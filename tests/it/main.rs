@@ -3,6 +3,7 @@
 mod atlas;
 #[path = "../support/atlasapi.rs"]
 mod atlasapi;
+mod atlasmigrate;
 mod common;
 mod credentials;
 #[path = "../support/world.rs"]

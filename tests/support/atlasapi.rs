@@ -49,13 +49,36 @@ pub struct State {
     /// Tokens handed out.
     pub tokens: Vec<String>,
     nonce: u64,
+    /// User changes not yet applied to the cluster (by [`AtlasApi::on_users`]).
+    changes: Vec<UserChange>,
 }
+
+/// A database user made, changed or deleted through the API: what Atlas then applies to the
+/// cluster itself.
+#[derive(Clone, Debug)]
+pub enum UserChange {
+    /// Made or changed: name, password, `(role, db)` pairs.
+    Put(String, String, Vec<(String, String)>),
+    /// Deleted.
+    Delete(String),
+}
+
+/// What applies user changes to the real cluster (the test's target mongod).
+pub type Apply = Arc<
+    dyn Fn(UserChange) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The address `GET /checkip` reports as the caller's (TEST-NET-2).
+pub const CALLER_IP: &str = "198.51.100.23";
 
 /// The running stand-in; stops when dropped.
 pub struct AtlasApi {
     /// Its base URL (`EFS2ATLAS_ATLAS_API_URL`).
     pub url: String,
     state: Arc<Mutex<State>>,
+    apply: Arc<Mutex<Option<Apply>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -96,16 +119,28 @@ impl AtlasApi {
             may_write: true,
             ..State::default()
         }));
-        let s = state.clone();
+        let apply: Arc<Mutex<Option<Apply>>> = Arc::default();
+        let (s, a) = (state.clone(), apply.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let s = s.clone();
+                let (s, a) = (s.clone(), a.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, s).await;
+                    let _ = serve(conn, s, a).await;
                 });
             }
         });
-        AtlasApi { url, state, task }
+        AtlasApi {
+            url,
+            state,
+            apply,
+            task,
+        }
+    }
+
+    /// Applies every user change to a real cluster before the API answers (Atlas does it
+    /// in the background; here it is done by the time the caller connects).
+    pub fn on_users(&self, apply: Apply) {
+        *self.apply.lock().unwrap() = Some(apply);
     }
 
     /// Reads or changes the state.
@@ -119,6 +154,7 @@ impl AtlasApi {
             ("EFS2ATLAS_ATLAS_API_URL", self.url.clone()),
             ("EFS2ATLAS_ATLAS_CLIENT_ID", CLIENT_ID.into()),
             ("EFS2ATLAS_ATLAS_CLIENT_SECRET", CLIENT_SECRET.into()),
+            ("EFS2ATLAS_CHECKIP_URL", format!("{}/checkip", self.url)),
         ]
     }
 
@@ -153,16 +189,30 @@ fn error(status: u16, code: &str, detail: &str) -> Answer {
     )
 }
 
-async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+async fn serve(
+    mut conn: TcpStream,
+    state: Arc<Mutex<State>>,
+    apply: Arc<Mutex<Option<Apply>>>,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some((head_len, request)) = read_request(&mut conn, &mut buf).await? {
         let head = String::from_utf8_lossy(&request[..head_len]).to_string();
         let body = String::from_utf8_lossy(&request[head_len..]).to_string();
-        let (status, headers, value) = answer(&head, &body, &mut state.lock().unwrap());
-        let text = if value.is_null() {
-            String::new()
-        } else {
-            value.to_string()
+        let (status, headers, value, changes) = {
+            let mut st = state.lock().unwrap();
+            let (s, h, v) = answer(&head, &body, &mut st);
+            (s, h, v, std::mem::take(&mut st.changes))
+        };
+        let apply = apply.lock().unwrap().clone();
+        if let Some(apply) = apply {
+            for c in changes {
+                apply(c).await;
+            }
+        }
+        let text = match &value {
+            Value::Null => String::new(),
+            Value::String(plain) => plain.clone(),
+            v => v.to_string(),
         };
         let mut resp = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -186,6 +236,10 @@ fn answer(head: &str, body: &str, st: &mut State) -> Answer {
     let path = target.split('?').next().unwrap_or("");
     if path == "/api/oauth/token" {
         return token(head, st);
+    }
+    if path == "/checkip" {
+        // checkip.amazonaws.com's answer: the address and a newline (plain text).
+        return (200, Vec::new(), Value::String(format!("{CALLER_IP}\n")));
     }
     let Some(rest) = path.strip_prefix("/api/atlas/v2") else {
         return error(404, "RESOURCE_NOT_FOUND", "no such resource");
@@ -324,6 +378,7 @@ fn route(method: &str, tail: &[&str], body: Value, st: &mut State) -> Answer {
                 );
             }
             st.users.push(body.clone());
+            st.changes.push(put(&body));
             (201, Vec::new(), without_password(&body))
         }
         ("PATCH", ["databaseUsers", "admin", name]) => {
@@ -337,7 +392,10 @@ fn route(method: &str, tail: &[&str], body: Value, st: &mut State) -> Answer {
             for (k, v) in body.as_object().cloned().unwrap_or_default() {
                 u[k] = v;
             }
-            ok(without_password(u))
+            let shown = without_password(u);
+            let change = put(u);
+            st.changes.push(change);
+            ok(shown)
         }
         ("DELETE", ["databaseUsers", "admin", name]) => {
             let before = st.users.len();
@@ -349,10 +407,31 @@ fn route(method: &str, tail: &[&str], body: Value, st: &mut State) -> Answer {
                     &format!("No user with username {name} exists."),
                 );
             }
+            st.changes.push(UserChange::Delete(name.to_string()));
             (204, Vec::new(), Value::Null)
         }
         _ => error(404, "RESOURCE_NOT_FOUND", "no such resource"),
     }
+}
+
+fn put(u: &Value) -> UserChange {
+    let roles = u["roles"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|r| {
+            (
+                r["roleName"].as_str().unwrap_or_default().to_string(),
+                r["databaseName"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    UserChange::Put(
+        u["username"].as_str().unwrap_or_default().to_string(),
+        u["password"].as_str().unwrap_or_default().to_string(),
+        roles,
+    )
 }
 
 fn without_password(u: &Value) -> Value {

@@ -4,20 +4,25 @@
 
 use std::net::Ipv4Addr;
 
-use crate::engine::plan::model::{Finding, finding};
+use crate::engine::options::PlanOptions;
+use crate::engine::plan::model::{AtlasPlan, Finding, finding};
 use crate::error::Result;
 use crate::uri::MongoUri;
 use crate::world::World;
 use crate::world::atlas::AtlasInfo;
 
-/// The app's connection string before its password exists: `mongodb+srv://USER:*@HOST/DB`
-/// with a generated placeholder (the plan masks every password it shows).
+/// What stands for the app's password until the Atlas step has made it: 32 URI-safe
+/// characters, like the real one, so every template renders the same shape; the step
+/// replaces it in the rendered values and it is never stored (the plan masks passwords).
+pub const PLACEHOLDER: &str = "efs2atlasPlaceholderNotAPassword";
+
+/// The app's connection string before its password exists: `mongodb+srv://USER:*@HOST/DB`.
 pub fn provisional_uri(user: &str, host: &str, db: Option<&str>) -> Result<MongoUri> {
     let host = host
         .trim_start_matches("mongodb+srv://")
         .trim_start_matches("mongodb://")
         .trim_end_matches('/');
-    let placeholder = "p".repeat(32);
+    let placeholder = PLACEHOLDER;
     let db = db.map(crate::uri::percent_encode).unwrap_or_default();
     MongoUri::parse(
         "--atlas-project",
@@ -28,13 +33,70 @@ pub fn provisional_uri(user: &str, host: &str, db: Option<&str>) -> Result<Mongo
     )
 }
 
+/// The name of the temporary user efs2atlas writes as, one per service (a resumed run finds
+/// the same one).
+pub fn migration_user(service: &str) -> String {
+    let clean: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("efs2atlas-migration-{clean}")
+}
+
+/// True when `migrate` makes the Atlas side itself (`--atlas-project`, no `--atlas-uri`).
+fn creates(opts: &PlanOptions) -> bool {
+    opts.atlas_api.as_ref().is_some_and(|a| a.create_users)
+}
+
+/// What `migrate` will make on the Atlas side, when it makes it.
+pub fn atlas_plan(world: &World, opts: &PlanOptions) -> Option<AtlasPlan> {
+    let a = world.atlas.as_ref().filter(|_| creates(opts))?;
+    let settings = opts.atlas_api.as_ref()?;
+    let app_user = opts.atlas.user.clone().unwrap_or_default();
+    let mut dbs: Vec<String> = match &world.source {
+        Some(s) => s.databases.iter().map(|d| d.name.clone()).collect(),
+        None => opts.atlas.db.iter().cloned().collect(),
+    };
+    dbs.sort();
+    let entries = world
+        .egress
+        .iter()
+        .flat_map(|e| e.nat_ips.iter())
+        .filter(|ip| {
+            let addr = ip.parse::<Ipv4Addr>().ok();
+            !addr.is_some_and(|addr| a.access_list.iter().any(|x| x.admits(addr)))
+        })
+        .map(|ip| format!("{ip}/32"))
+        .collect();
+    Some(AtlasPlan {
+        project: a.project.clone(),
+        cluster: settings.cluster.clone(),
+        app_user_exists: a.users.iter().any(|u| u.name == app_user),
+        app_user,
+        app_roles: dbs.iter().map(|d| format!("readWrite@{d}")).collect(),
+        migration_user: migration_user(&world.service.name),
+        entries,
+        temporary_entry: opts.runner.is_none(),
+    })
+}
+
 /// The findings about the Atlas side: `(blockers, warnings)`.
-pub fn findings(world: &World, atlas_user: Option<&str>) -> (Vec<Finding>, Vec<Finding>) {
+pub fn findings(world: &World, opts: &PlanOptions) -> (Vec<Finding>, Vec<Finding>) {
     let mut blockers = Vec::new();
     let mut warnings = Vec::new();
     let Some(a) = &world.atlas else {
         return (blockers, warnings);
     };
+    let create = creates(opts);
+    // What migrate makes itself is not missing.
+    let atlas_user = opts.atlas.user.as_deref().filter(|_| !create);
     let c = &a.cluster;
     let res = format!("Atlas cluster {}", c.name);
     if c.paused {
@@ -54,7 +116,14 @@ pub fn findings(world: &World, atlas_user: Option<&str>) -> (Vec<Finding>, Vec<F
         ));
     }
     tier_limits(world, a, &mut blockers);
-    access(world, a, &mut blockers, &mut warnings);
+    access(world, a, create, &mut blockers, &mut warnings);
+    if create && atlas_plan(world, opts).is_some_and(|p| p.app_roles.is_empty()) {
+        blockers.push(finding(
+            "atlas-app-database-unknown",
+            format!("database user {}", opts.atlas.user.as_deref().unwrap_or("?")),
+            "the app's databases are not known, so its Atlas user's readWrite roles cannot be named: pass --source-uri (the plan then reads them from the source)",
+        ));
+    }
     if let Some(user) = atlas_user
         && !a.users.iter().any(|u| u.name == user)
     {
@@ -130,7 +199,13 @@ fn tier_limits(world: &World, a: &AtlasInfo, blockers: &mut Vec<Finding>) {
 }
 
 /// Whether the access list admits where the service's tasks come from.
-fn access(world: &World, a: &AtlasInfo, blockers: &mut Vec<Finding>, warnings: &mut Vec<Finding>) {
+fn access(
+    world: &World,
+    a: &AtlasInfo,
+    create: bool,
+    blockers: &mut Vec<Finding>,
+    warnings: &mut Vec<Finding>,
+) {
     let Some(e) = &world.egress else { return };
     let open = a.access_list.iter().any(|x| x.cidr == "0.0.0.0/0");
     if e.public_ip_tasks && e.nat_ips.is_empty() {
@@ -148,7 +223,8 @@ fn access(world: &World, a: &AtlasInfo, blockers: &mut Vec<Finding>, warnings: &
         }
         return;
     }
-    for ip in &e.nat_ips {
+    // migrate adds the NAT addresses itself when it makes the Atlas side.
+    for ip in e.nat_ips.iter().filter(|_| !create) {
         let Ok(addr) = ip.parse::<Ipv4Addr>() else {
             continue;
         };
@@ -214,6 +290,24 @@ mod tests {
             egress: Some(egress),
             ..World::default()
         }
+    }
+
+    fn findings(w: &World, user: Option<&str>) -> (Vec<Finding>, Vec<Finding>) {
+        let mut atlas = provisional_uri("app", "c0.x.mongodb.net", None).unwrap();
+        atlas.user = user.map(str::to_string);
+        let opts = PlanOptions {
+            atlas,
+            mongo_container: None,
+            env: Vec::new(),
+            images: Vec::new(),
+            credentials: Default::default(),
+            keep_efs: false,
+            strategy: Default::default(),
+            drop: false,
+            runner: None,
+            atlas_api: None,
+        };
+        super::findings(w, &opts)
     }
 
     fn codes(f: &[Finding]) -> Vec<&str> {

@@ -97,9 +97,10 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         new_task_definition: None,
         env_assignments,
         images: opts.images.clone(),
+        atlas: atlas::atlas_plan(world, opts),
     };
     target_findings(world, opts, &mut plan.blockers);
-    let (b, w) = atlas::findings(world, opts.atlas.user.as_deref());
+    let (b, w) = atlas::findings(world, opts);
     plan.blockers.extend(b);
     plan.warnings.extend(w);
     new_revision(&mut plan, world, opts)?;
@@ -406,6 +407,7 @@ mod tests {
             keep_efs: false,
             drop: false,
             runner: None,
+            atlas_api: None,
         }
     }
 

@@ -62,6 +62,32 @@ pub struct Plan {
     pub env_assignments: Vec<EnvAssignment>,
     /// `--image` swaps.
     pub images: Vec<(String, String)>,
+    /// What `migrate` makes on the Atlas side (`--atlas-project` without `--atlas-uri`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub atlas: Option<AtlasPlan>,
+}
+
+/// The users and access-list entries `migrate` makes through the Atlas Admin API.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct AtlasPlan {
+    /// The project id.
+    pub project: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The app's database user (its password goes straight into the Secrets Manager secret).
+    pub app_user: String,
+    /// True when the project has it already (its password is set anew).
+    pub app_user_exists: bool,
+    /// Its roles, `role@db`: `readWrite` on the app's databases only.
+    pub app_roles: Vec<String>,
+    /// The temporary user efs2atlas writes as (deleted at the end; Atlas deletes it a day
+    /// later in any case).
+    pub migration_user: String,
+    /// Entries added for the app: its NAT gateways' addresses.
+    pub entries: Vec<String>,
+    /// A temporary entry for where efs2atlas runs (this machine's public address, found at
+    /// run time), removed at the end.
+    pub temporary_entry: bool,
 }
 
 impl Plan {

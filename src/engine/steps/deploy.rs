@@ -57,6 +57,7 @@ impl Step for Deploy {
         ctx.update(|s| s.results.deploy = Some(r.clone()))?;
         if !r.ok {
             crate::engine::remote::unfreeze_any(ctx, "the deployment was rolled back").await;
+            super::atlas::undo(ctx, "the deployment was rolled back").await;
             return Err(Error::other(format!(
                 "{}; the source was unlocked. Fix the cause and run `efs2atlas resume` to try the cutover again",
                 r.summary()
@@ -96,6 +97,7 @@ async fn cut_over(ctx: &mut Ctx<'_>, st: &MigrateState, new: &str) -> Result<Opt
     }
     if !answer? {
         crate::engine::remote::unfreeze_any(ctx, "the cutover was declined").await;
+        super::atlas::undo(ctx, "the cutover was declined").await;
         return Err(Error::refused(
             "cutover not confirmed; the service still runs the old revision",
         ));

@@ -1,6 +1,7 @@
 //! The steps of a migration, one file each, and the one place that lists them: the plan
 //! asks [`planned`] for the list it shows, and the runner runs exactly that list.
 
+pub mod atlas;
 pub mod catch_up;
 pub mod cleanup;
 pub mod copy;
@@ -41,6 +42,14 @@ macro_rules! on_step {
         match $id {
             StepId::Preflight => {
                 let $s = preflight::Preflight;
+                $body
+            }
+            StepId::AtlasAccess => {
+                let $s = atlas::AtlasAccess;
+                $body
+            }
+            StepId::AtlasRelease => {
+                let $s = atlas::AtlasRelease;
                 $body
             }
             StepId::Copy => {
@@ -97,11 +106,17 @@ pub fn order_remote(strategy: Strategy) -> Vec<StepId> {
 
 /// The plan's step list: every step of its strategy, described.
 pub fn planned(plan: &Plan, world: &World) -> Vec<PlannedStep> {
-    let ids = if plan.runner.is_some() {
+    let mut ids = if plan.runner.is_some() {
         order_remote(plan.strategy)
     } else {
         order(plan.strategy).to_vec()
     };
+    // The Atlas side is made before anything reaches Atlas, and what was only for the
+    // migration is removed after everything else.
+    if plan.atlas.is_some() {
+        ids.insert(0, StepId::AtlasAccess);
+        ids.push(StepId::AtlasRelease);
+    }
     ids.iter()
         .map(|id| on_step!(*id, |s| s.describe(plan, world)))
         .collect()
