@@ -130,6 +130,10 @@ pub async fn discover_and_plan(
     t: &TargetOptions,
     td: Option<&str>,
 ) -> Result<(World, Plan)> {
+    // Missing Atlas credentials are said before anything is read.
+    if t.settings.atlas.is_some() {
+        crate::atlas::Credentials::from_env(|k| std::env::var(k).ok())?;
+    }
     let mut world = discover::world(
         aws,
         &Target {

@@ -190,10 +190,33 @@ async fn plan_without_an_atlas_uri_takes_the_cluster_s_connection_string() {
         s.users
             .push(serde_json::json!({"username": fx.service, "databaseName": "admin"}));
     });
+    // Without the source the app's databases (its user's roles) cannot be named.
     let r = plan(&acct, &fx, &api.env(), &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(codes(&r.json(), "blockers"), ["atlas-app-database-unknown"]);
+    let src = crate::common::off_runtime(Mongod::source);
+    world::seed_mongo(&src.uri()).await;
+    let r = plan(&acct, &fx, &api.env(), &["--source-uri", &src.uri()]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = r.json();
     assert_eq!(v["world"]["atlas"]["cluster"]["tier"], "FLEX");
+    // What migrate would make, by name: the app's user and roles, the temporary user.
+    let made = &v["plan"]["atlas"];
+    assert_eq!(made["app_user"], fx.service.as_str(), "{made}");
+    assert_eq!(made["app_user_exists"], true);
+    assert!(
+        made["app_roles"].to_string().contains("readWrite@goals"),
+        "{made}"
+    );
+    assert_eq!(
+        made["migration_user"],
+        format!("efs2atlas-migration-{}", fx.service)
+    );
+    let steps = v["plan"]["steps"].to_string();
+    assert!(
+        steps.contains("atlas-access") && steps.contains("atlas-release"),
+        "{steps}"
+    );
     let text = v["plan"]["env_mapping"].to_string();
     assert!(
         text.contains("c0.ab1cd.mongodb.net") && text.contains(&fx.service),
@@ -204,7 +227,7 @@ async fn plan_without_an_atlas_uri_takes_the_cluster_s_connection_string() {
 }
 
 /// Atlas's refusals are one sentence naming the call, what Atlas said and the fix; migrate
-/// without --atlas-uri says what to do.
+/// without credentials says which to give.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn atlas_errors_are_one_sentence_with_the_fix() {
     let acct = account().await;
@@ -248,11 +271,12 @@ async fn atlas_errors_are_one_sentence_with_the_fix() {
             "mongodb://127.0.0.1:1",
             "--yes",
         ],
-        &api.env()
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>(),
+        &[("EFS2ATLAS_ATLAS_API_URL", api.url.as_str())],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("--atlas-uri"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("EFS2ATLAS_ATLAS_CLIENT_ID") && r.stderr.contains("--atlas-project"),
+        "{}",
+        r.stderr
+    );
 }

@@ -116,6 +116,8 @@ pub fn findings(world: &World, opts: &PlanOptions) -> (Vec<Finding>, Vec<Finding
         ));
     }
     tier_limits(world, a, &mut blockers);
+    tier_rate(world, a, &mut warnings);
+    version(world, a, &mut warnings);
     access(world, a, create, &mut blockers, &mut warnings);
     if create && atlas_plan(world, opts).is_some_and(|p| p.app_roles.is_empty()) {
         blockers.push(finding(
@@ -195,6 +197,58 @@ fn tier_limits(world: &World, a: &AtlasInfo, blockers: &mut Vec<Finding>) {
                 ),
             ));
         }
+    }
+}
+
+/// What a shared tier's operations-per-second limit costs the copy: one operation per insert
+/// batch (at most 100,000 documents or 48 MB) and a few per collection (create, indexes,
+/// reads back). Throttling slows the copy; it never fails it.
+fn tier_rate(world: &World, a: &AtlasInfo, warnings: &mut Vec<Finding>) {
+    let (Some(limits), Some(src)) = (a.cluster.limits(), &world.source) else {
+        return;
+    };
+    let mut ops: u64 = 0;
+    for d in &src.databases {
+        let docs: u64 = d.collections.iter().filter_map(|c| c.documents).sum();
+        let bytes = d.data_size.unwrap_or(0).max(0) as u64;
+        ops += (docs / 100_000).max(bytes / (48 << 20)) + 1;
+        ops += d
+            .collections
+            .iter()
+            .map(|c| 3 + c.indexes.unwrap_or(1) as u64)
+            .sum::<u64>();
+    }
+    let seconds = ops.div_ceil(limits.ops_per_sec);
+    warnings.push(finding(
+        "atlas-tier-rate",
+        format!("Atlas cluster {} ({})", a.cluster.name, a.cluster.tier),
+        format!(
+            "an Atlas {} serves {} operations/s: the copy's ~{ops} operations (insert batches, collections, indexes) take at least ~{seconds}s there, and the app shares the same limit after the cutover",
+            a.cluster.tier, limits.ops_per_sec
+        ),
+    ));
+}
+
+/// A cluster older than the source may lack what the app uses.
+fn version(world: &World, a: &AtlasInfo, warnings: &mut Vec<Finding>) {
+    let major = |v: &str| -> Option<(u32, u32)> {
+        let mut p = v.split('.').map(|x| x.parse::<u32>().ok());
+        Some((p.next()??, p.next()??))
+    };
+    let src = world.source.as_ref().and_then(|s| s.version.as_deref());
+    let (Some(s), Some(t)) = (src.and_then(major), major(&a.cluster.version)) else {
+        return;
+    };
+    if t < s {
+        warnings.push(finding(
+            "atlas-version-older",
+            format!("Atlas cluster {}", a.cluster.name),
+            format!(
+                "the cluster runs MongoDB {} and the source {}: what the app uses of the newer version may not exist there; upgrade the cluster first (Atlas: Edit Configuration > MongoDB version)",
+                a.cluster.version,
+                src.unwrap_or("?")
+            ),
+        ));
     }
 }
 
@@ -341,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_tier_s_rate_and_an_older_cluster_are_said() {
+        let nat = Egress {
+            nat_ips: vec!["203.0.113.7".into()],
+            ..Egress::default()
+        };
+        let mut w = world("M0", 10, &["203.0.113.7/32"], nat);
+        if let Some(a) = &mut w.atlas {
+            a.cluster.version = "5.0.30".into();
+        }
+        let (b, warn) = findings(&w, None);
+        assert!(b.is_empty(), "{b:?}");
+        assert_eq!(codes(&warn), ["atlas-tier-rate", "atlas-version-older"]);
+        assert!(warn[0].message.contains("100 operations/s"), "{warn:?}");
+    }
+
+    #[test]
     fn public_ip_tasks_need_an_open_access_list() {
         let public = Egress {
             public_ip_tasks: true,
@@ -348,9 +418,9 @@ mod tests {
         };
         let (b, w) = findings(&world("M0", 1, &["198.51.100.1/32"], public.clone()), None);
         assert_eq!(codes(&b), ["atlas-access-list"]);
-        assert!(w.is_empty());
+        assert_eq!(codes(&w), ["atlas-tier-rate"]);
         let (b, w) = findings(&world("M0", 1, &["0.0.0.0/0"], public), Some("app"));
         assert_eq!(codes(&b), ["atlas-user-missing"]);
-        assert_eq!(codes(&w), ["atlas-access-list-open"]);
+        assert_eq!(codes(&w), ["atlas-tier-rate", "atlas-access-list-open"]);
     }
 }
