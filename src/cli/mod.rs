@@ -283,6 +283,10 @@ pub struct TargetArgs {
     /// The runner task's memory (MiB).
     #[arg(long, value_name = "MIB", default_value_t = 2048)]
     pub runner_memory: u32,
+    /// Compression on the wire to both servers: none, or a list of zstd, snappy, zlib (the
+    /// server picks). Default: a URI's own compressors=, else zstd,snappy,zlib.
+    #[arg(long, value_name = "LIST|none")]
+    pub compressors: Option<String>,
     /// A named stage of the stage file.
     #[command(flatten)]
     pub stage: StageArgs,
@@ -356,6 +360,10 @@ pub struct DataArgs {
     /// Collections in flight at once.
     #[arg(short = 'j', long = "parallel", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
+    /// Compression on the wire to both servers: none, or a list of zstd, snappy, zlib (the
+    /// server picks). Default: a URI's own compressors=, else zstd,snappy,zlib.
+    #[arg(long, value_name = "LIST|none")]
+    pub compressors: Option<String>,
 }
 
 /// `efs2atlas copy`.

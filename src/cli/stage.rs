@@ -50,6 +50,7 @@ struct Stage {
     atlas_project: Option<Spanned<String>>,
     atlas_cluster: Option<Spanned<String>>,
     atlas_app_user: Option<Spanned<String>>,
+    compressors: Option<Spanned<String>>,
     keep_efs: Option<Spanned<bool>>,
     env: Option<Spanned<BTreeMap<String, String>>>,
     image: Option<Spanned<BTreeMap<String, String>>>,
@@ -197,6 +198,7 @@ impl Extra {
             ("atlas_project", &stage.atlas_project),
             ("atlas_cluster", &stage.atlas_cluster),
             ("atlas_app_user", &stage.atlas_app_user),
+            ("compressors", &stage.compressors),
         ];
         let numbers = [
             ("runner_cpu", &stage.runner_cpu),
@@ -423,6 +425,7 @@ fn known_keys(message: &str) -> String {
         "atlas_project",
         "atlas_cluster",
         "atlas_app_user",
+        "compressors",
         "keep_efs",
         "env",
         "image",

@@ -214,6 +214,9 @@ pub struct Settings {
     /// `--runner ecs` and its image, size and role; `None` runs the data steps here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerSettings>,
+    /// `--compressors` as given (None: the URIs' own, else zstd, snappy, zlib).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressors: Option<String>,
     /// `--atlas-project`/`--atlas-cluster`/`--atlas-app-user`: the Atlas side through the
     /// Admin API.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,6 +22,7 @@ pub mod stream;
 pub mod sync;
 pub mod tier;
 pub mod verify;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -58,6 +59,7 @@ impl Mongo {
             ))
         })?;
         opts.app_name = Some("efs2atlas".into());
+        wire::apply(&mut opts, uri);
         opts.server_selection_timeout = Some(timeout);
         opts.connect_timeout = Some(timeout);
         let client = Client::with_options(opts).map_err(|e| {

@@ -47,6 +47,7 @@ mod sync;
 mod tcpfault;
 mod tiers;
 mod wan;
+mod wire;
 
 /// The migrate steps, in order (as the journal names them): the engine's one list.
 pub fn migrate_steps() -> &'static [&'static str] {
