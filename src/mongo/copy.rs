@@ -104,6 +104,8 @@ pub struct CopyReport {
     pub index_errors: Vec<String>,
     /// Every unique index left to `sync`.
     pub index_deferred: Vec<String>,
+    /// What crossed the wire, as the servers counted it.
+    pub wire: crate::mongo::wire::WireReport,
 }
 
 /// Proves the target user may create, write, index and drop in every target database of
@@ -183,6 +185,7 @@ pub async fn run(
     cancel: &Cancel,
 ) -> Result<CopyReport> {
     let started = Instant::now();
+    let wire = crate::mongo::wire::WireStart::take(src, dst).await;
     let (views, colls): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| i.meta.is_view());
     let ctx = Ctx {
         src,
@@ -245,6 +248,7 @@ pub async fn run(
         .flat_map(|c| c.index_deferred.iter().cloned())
         .collect();
     report.seconds = started.elapsed().as_secs_f64();
+    report.wire = wire.since(src, dst, report.bytes).await;
     Ok(report)
 }
 

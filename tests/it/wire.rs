@@ -107,6 +107,32 @@ async fn the_wire_is_compressed_by_default_and_as_told() {
         "{seen:?}"
     );
 
+    // The report says what crossed, as the servers counted it.
+    let dir = tempfile::tempdir().unwrap();
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .args(&["--drop", "--yes", "--json"])
+        .dir(dir.path())
+        .run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let w = &r.json()["copy"]["wire"];
+    let ratio = w["compression_ratio"].as_f64().unwrap_or(0.0);
+    let read = w["from_source"].as_u64().unwrap_or(0);
+    assert!(
+        ratio > 2.0 && read > 0 && read < 1_000_000,
+        "both sides compress: {w}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let r = Cmd::copy(&src.uri(), &dst.uri())
+        .args(&["--drop", "--yes"])
+        .dir(dir.path())
+        .run();
+    assert!(
+        r.stdout.contains("to the target on the wire"),
+        "{}",
+        r.stdout
+    );
+    println!("wire: {}", r.stdout.lines().last().unwrap_or(""));
+
     let r = Cmd::copy(&src.uri(), &dst.uri())
         .args(&["--compressors", "lz4"])
         .run();

@@ -43,12 +43,13 @@ pub fn copy_text(r: &CopyReport) -> String {
     let secs = r.seconds.max(1e-9);
     let _ = writeln!(
         o,
-        "copied {}, {} in {:.1}s ({}, {:.1} MB/s)",
+        "copied {}, {} in {:.1}s ({}, {:.1} MB/s){}",
         plural(r.docs, "document", "documents"),
         bytes(r.bytes as i64),
         r.seconds,
         rate(r.docs as f64 / secs, "docs"),
-        r.bytes as f64 / secs / 1e6
+        r.bytes as f64 / secs / 1e6,
+        r.wire.summary(r.bytes)
     );
     for e in &r.index_errors {
         let _ = writeln!(o, "INDEX FAILED: {e}");

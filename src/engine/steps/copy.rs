@@ -71,10 +71,11 @@ impl Step for Copy {
             String::new()
         };
         let note = format!(
-            "copied {} ({}) in {:.1}s{this_run}",
+            "copied {} ({}) in {:.1}s{this_run}{}",
             crate::units::plural(docs, "document", "documents"),
             crate::units::bytes(bytes as i64),
-            r.seconds
+            r.seconds,
+            r.wire.summary(r.bytes)
         );
         ctx.update(|s| {
             s.results.copy = Some(CopyResult {
