@@ -285,7 +285,7 @@ pub struct TargetArgs {
     pub runner_memory: u32,
     /// Compression on the wire to both servers: none, or a list of zstd, snappy, zlib (the
     /// server picks). Default: a URI's own compressors=, else zstd,snappy,zlib.
-    #[arg(long, value_name = "LIST|none")]
+    #[arg(long, value_name = "LIST|none", env = "EFS2ATLAS_COMPRESSORS")]
     pub compressors: Option<String>,
     /// A named stage of the stage file.
     #[command(flatten)]
@@ -362,7 +362,7 @@ pub struct DataArgs {
     pub parallel: u16,
     /// Compression on the wire to both servers: none, or a list of zstd, snappy, zlib (the
     /// server picks). Default: a URI's own compressors=, else zstd,snappy,zlib.
-    #[arg(long, value_name = "LIST|none")]
+    #[arg(long, value_name = "LIST|none", env = "EFS2ATLAS_COMPRESSORS")]
     pub compressors: Option<String>,
 }
 

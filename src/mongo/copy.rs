@@ -105,7 +105,7 @@ pub struct CopyReport {
     /// Every unique index left to `sync`.
     pub index_deferred: Vec<String>,
     /// What crossed the wire, as the servers counted it.
-    pub wire: crate::mongo::wire::WireReport,
+    pub wire: crate::mongo::traffic::WireReport,
 }
 
 /// Proves the target user may create, write, index and drop in every target database of
@@ -185,7 +185,7 @@ pub async fn run(
     cancel: &Cancel,
 ) -> Result<CopyReport> {
     let started = Instant::now();
-    let wire = crate::mongo::wire::WireStart::take(src, dst).await;
+    let wire = crate::mongo::traffic::WireStart::take(src, dst).await;
     let (views, colls): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| i.meta.is_view());
     let ctx = Ctx {
         src,

@@ -21,6 +21,7 @@ pub mod raw;
 pub mod stream;
 pub mod sync;
 pub mod tier;
+pub mod traffic;
 pub mod verify;
 pub mod wire;
 

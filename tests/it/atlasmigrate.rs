@@ -85,7 +85,9 @@ fn cmd(s: &Setup, api: &AtlasApi, extra: &[&str]) -> Cmd {
     let mut a = args(s);
     a.extend(extra.iter().map(|x| x.to_string()));
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let mut c = Cmd::new(&a).envs(&s.acct.env);
+    let mut c = Cmd::new(&a)
+        .envs(&s.acct.env)
+        .env("EFS2ATLAS_COMPRESSORS", s.wire());
     for (k, v) in api.env() {
         c = c.env(k, v);
     }

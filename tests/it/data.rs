@@ -483,6 +483,7 @@ fn mixed_case_id(i: i32) -> String {
 /// Starts a copy, waits until the journal shows `collection` part-way, then SIGKILLs it.
 fn kill_mid_collection(src: &Mongod, target_uri: &str, journal: &str, collection: &str) -> u64 {
     let mut child = Cmd::copy(&src.uri(), target_uri)
+        .env("EFS2ATLAS_COMPRESSORS", "none")
         .journal(journal)
         .args(&["-j", "1"])
         .quiet()
@@ -559,7 +560,11 @@ async fn kill_9_mid_collection_then_rerun_converges() {
         v["copy"]["collections"]["big.numbered"]["order_trusted"], false,
         "{v:#}"
     );
-    let r = Cmd::copy(&src.uri(), &target).journal(&j).json().run();
+    let r = Cmd::copy(&src.uri(), &target)
+        .env("EFS2ATLAS_COMPRESSORS", "none")
+        .journal(&j)
+        .json()
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = r.json();
     let copied: u64 = v["copy"]["docs"].as_u64().unwrap();
@@ -647,6 +652,7 @@ mod faults {
         });
         let dir = tempfile::tempdir().unwrap();
         let r = Cmd::copy(&src.uri_via(sp.port), &dst.uri_via(dp.port))
+            .env("EFS2ATLAS_COMPRESSORS", "none")
             .journal(journal_in(&dir))
             .json()
             .args(&["-v"])
@@ -662,6 +668,7 @@ mod faults {
         assert_same(&src, &dst, "flaky", "events", "flaky").await;
         assert_same(&src, &dst, "flaky", "small", "flaky").await;
         let r = Cmd::verify(&src.uri_via(sp.port), &dst.uri_via(dp.port))
+            .env("EFS2ATLAS_COMPRESSORS", "none")
             .json()
             .run();
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -679,6 +686,7 @@ mod faults {
         });
         let dir = tempfile::tempdir().unwrap();
         let r = Cmd::copy(&src.uri_via(sp.port), &dst.uri())
+            .env("EFS2ATLAS_COMPRESSORS", "none")
             .journal(journal_in(&dir))
             .run();
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -693,6 +701,7 @@ mod faults {
         let dir = tempfile::tempdir().unwrap();
         let j = journal_in(&dir);
         let child = Cmd::copy(&src.uri(), &dst.uri_via(dp.port))
+            .env("EFS2ATLAS_COMPRESSORS", "none")
             .journal(&j)
             .args(&["-j", "1"])
             .piped()
@@ -731,6 +740,7 @@ mod faults {
         );
         dp.set(Faults::default());
         let r = Cmd::copy(&src.uri(), &dst.uri_via(dp.port))
+            .env("EFS2ATLAS_COMPRESSORS", "none")
             .journal(&j)
             .run();
         assert_eq!(r.code, 0, "{}", r.stderr);

@@ -22,6 +22,8 @@ pub(crate) struct Setup {
     /// instead of [`Setup::link`].
     pub tier: Option<SharedTier>,
     pub dir: tempfile::TempDir,
+    /// `--compressors none` for every run (see [`Setup::uncompressed`]).
+    plain: std::sync::atomic::AtomicBool,
 }
 
 impl Setup {
@@ -36,10 +38,26 @@ impl Setup {
     /// Slows the link to the target so a copy of a few MB lasts seconds (on loopback a real
     /// mongod takes it faster than a test can stop it part-way).
     pub fn slow_link(&self) {
+        self.uncompressed();
         self.link.set(Faults {
             bytes_per_sec: Some(1_000_000),
             ..Default::default()
         });
+    }
+
+    /// Every run sends its bytes as they are (`EFS2ATLAS_COMPRESSORS=none`, journaled for
+    /// resume): a test that shapes the link by bytes means the data's bytes.
+    pub fn uncompressed(&self) {
+        self.plain.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What `EFS2ATLAS_COMPRESSORS` is for this setup's runs.
+    pub fn wire(&self) -> &'static str {
+        if self.plain.load(std::sync::atomic::Ordering::Relaxed) {
+            "none"
+        } else {
+            "zstd,snappy,zlib"
+        }
     }
 
     pub fn journal(&self) -> String {
@@ -76,7 +94,13 @@ impl Setup {
         a.extend(extra.iter().map(|s| s.to_string()));
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let uri = atlas_uri();
-        self.acct.run_env(&a, &[("EFS2ATLAS_ATLAS_URI", &uri)])
+        self.acct.run_env(
+            &a,
+            &[
+                ("EFS2ATLAS_ATLAS_URI", &uri),
+                ("EFS2ATLAS_COMPRESSORS", self.wire()),
+            ],
+        )
     }
 
     /// `efs2atlas migrate` with these arguments, as this account, with the Atlas URI in the env.
@@ -85,6 +109,7 @@ impl Setup {
         Cmd::new(&args)
             .envs(&self.acct.env)
             .env("EFS2ATLAS_ATLAS_URI", atlas_uri())
+            .env("EFS2ATLAS_COMPRESSORS", self.wire())
     }
 
     pub fn resume(&self) -> Run {
@@ -143,6 +168,7 @@ pub(crate) async fn setup_on(version: Option<&str>, docs: usize) -> Setup {
         link,
         tier: None,
         dir: tempfile::tempdir().unwrap(),
+        plain: Default::default(),
     }
 }
 
@@ -550,6 +576,7 @@ async fn sigint_during_copy_saves_and_says_how_to_resume() {
     let s = setup(40_000).await;
     // Slower than slow_link: the signal must land well before the last batch, even on a
     // loaded CI machine (at 2 MB/s it once arrived as the collection finished).
+    s.uncompressed();
     s.link.set(Faults {
         bytes_per_sec: Some(800_000),
         ..Default::default()

@@ -400,6 +400,7 @@ async fn sync_rides_out_dropped_connections_and_continues_where_it_was() {
         ..Default::default()
     });
     let r = Cmd::sync(&src.uri_via(sp.port), &dst.uri_via(dp.port))
+        .env("EFS2ATLAS_COMPRESSORS", "none")
         .dir(dir.path())
         .json()
         .args(&["-v"])
@@ -445,6 +446,7 @@ async fn a_swap_that_straddles_the_copy_leaves_the_unique_index_to_sync() {
     let (s, t) = (src.uri_via(slow.port), dst.uri());
     let journal = dir.path().join("copy.json").display().to_string();
     let child = Cmd::copy(&s, &t)
+        .env("EFS2ATLAS_COMPRESSORS", "none")
         .dir(dir.path())
         .journal(&journal)
         .args(&["-j", "1"])
