@@ -17,15 +17,16 @@ fn plan(acct: &Account, fx: &Fixture, api: &[(&'static str, String)], extra: &[&
     plan_of("c0", acct, fx, api, extra)
 }
 
-fn plan_of(
-    cluster: &str,
+/// `COMMAND --cluster C --service S --atlas-project P --atlas-cluster CLUSTER EXTRA...`.
+fn run_on(
     acct: &Account,
     fx: &Fixture,
+    (command, cluster): (&str, &str),
     api: &[(&'static str, String)],
     extra: &[&str],
 ) -> Run {
     let mut args = vec![
-        "plan",
+        command,
         "--cluster",
         &fx.cluster,
         "--service",
@@ -34,11 +35,22 @@ fn plan_of(
         PROJECT,
         "--atlas-cluster",
         cluster,
-        "--json",
     ];
     args.extend_from_slice(extra);
     let env: Vec<(&str, &str)> = api.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = acct.run_env(&args, &env);
+    acct.run_env(&args, &env)
+}
+
+fn plan_of(
+    cluster: &str,
+    acct: &Account,
+    fx: &Fixture,
+    api: &[(&'static str, String)],
+    extra: &[&str],
+) -> Run {
+    let mut extra = extra.to_vec();
+    extra.push("--json");
+    let r = run_on(acct, fx, ("plan", cluster), api, &extra);
     r.assert_no_secret(&[
         ATLAS_PASSWORD,
         OLD_MONGO_PASSWORD,
@@ -217,6 +229,28 @@ async fn plan_without_an_atlas_uri_takes_the_cluster_s_connection_string() {
         steps.contains("atlas-access") && steps.contains("atlas-release"),
         "{steps}"
     );
+    // The text plan says the same to a person.
+    let t = run_on(
+        &acct,
+        &fx,
+        ("plan", "c0"),
+        &api.env(),
+        &["--source-uri", &src.uri()],
+    );
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    let makes = format!(
+        "migrate makes: user {} (readWrite@analytics, readWrite@goals)",
+        fx.service
+    );
+    for want in [
+        "cluster c0: FLEX (MongoDB 8.0.4), IDLE",
+        "tier limits: 5.0 GiB of data and indexes, 500 operations/s",
+        "access list: 0.0.0.0/0",
+        "public IPs of their own",
+        makes.as_str(),
+    ] {
+        assert!(t.stdout.contains(want), "{want}: {}", t.stdout);
+    }
     let text = v["plan"]["env_mapping"].to_string();
     assert!(
         text.contains("c0.ab1cd.mongodb.net") && text.contains(&fx.service),
@@ -256,22 +290,12 @@ async fn atlas_errors_are_one_sentence_with_the_fix() {
         "{}",
         r.stderr
     );
-    let r = acct.run_env(
-        &[
-            "migrate",
-            "--cluster",
-            &fx.cluster,
-            "--service",
-            &fx.service,
-            "--atlas-project",
-            PROJECT,
-            "--atlas-cluster",
-            "c0",
-            "--source-uri",
-            "mongodb://127.0.0.1:1",
-            "--yes",
-        ],
-        &[("EFS2ATLAS_ATLAS_API_URL", api.url.as_str())],
+    let r = run_on(
+        &acct,
+        &fx,
+        ("migrate", "c0"),
+        &[("EFS2ATLAS_ATLAS_API_URL", api.url.clone())],
+        &["--source-uri", "mongodb://127.0.0.1:1", "--yes"],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(

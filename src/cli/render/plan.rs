@@ -28,6 +28,7 @@ pub fn plan_text(plan: &Plan, world: &World, shown: Shown) -> String {
     storage(&mut o, plan);
     source(&mut o, world);
     target(&mut o, world);
+    atlas(&mut o, plan, world);
     runner(&mut o, plan);
     steps(&mut o, plan);
     diff(&mut o, plan);
@@ -212,6 +213,66 @@ fn target(o: &mut String, world: &World) {
         t.uri,
         t.version.as_deref().unwrap_or("?")
     );
+}
+
+/// What the Admin API said of the Atlas side, and what `migrate` makes there.
+fn atlas(o: &mut String, plan: &Plan, world: &World) {
+    let Some(a) = &world.atlas else { return };
+    let c = &a.cluster;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Atlas project {}, cluster {}: {} (MongoDB {}), {}{}",
+        a.project,
+        c.name,
+        c.tier,
+        c.version,
+        c.state,
+        if c.paused { ", PAUSED" } else { "" }
+    );
+    if let Some(l) = c.limits() {
+        let _ = writeln!(
+            o,
+            "  tier limits: {} of data and indexes, {} operations/s",
+            crate::units::bytes(l.storage as i64),
+            l.ops_per_sec
+        );
+    }
+    let listed = |v: Vec<&str>, none: &str| {
+        if v.is_empty() {
+            none.to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let cidrs = a.access_list.iter().map(|e| e.cidr.as_str()).collect();
+    let _ = writeln!(o, "  access list: {}", listed(cidrs, "empty"));
+    if let Some(e) = &world.egress {
+        let from = if !e.nat_ips.is_empty() {
+            format!("NAT {}", e.nat_ips.join(", "))
+        } else if e.public_ip_tasks {
+            "public IPs of their own (a new one on every deployment)".to_string()
+        } else {
+            "no route to the internet found".to_string()
+        };
+        let _ = writeln!(o, "  the service's tasks reach Atlas from: {from}");
+    }
+    let users = a.users.iter().map(|u| u.name.as_str()).collect();
+    let _ = writeln!(o, "  database users: {}", listed(users, "none"));
+    if let Some(p) = &plan.atlas {
+        let _ = writeln!(
+            o,
+            "  migrate makes: user {} ({}), temporary user {}{}",
+            p.app_user,
+            p.app_roles.join(", "),
+            p.migration_user,
+            if p.entries.is_empty() {
+                String::new()
+            } else {
+                format!(", access list {}", p.entries.join(", "))
+            }
+        );
+    }
 }
 
 fn runner(o: &mut String, plan: &Plan) {
