@@ -152,7 +152,7 @@ fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
             ));
         }
     };
-    let wire = wire_choice(t.compressors.as_deref())?;
+    let wire = crate::mongo::wire::set_from(t.compressors.as_deref())?;
     let settings = Settings {
         compressors: wire.text(),
         atlas: atlas_api,
@@ -186,7 +186,7 @@ fn data_options(d: &DataArgs) -> Result<DataOptions> {
     for db in &d.db {
         validate_db_name("--db", db)?;
     }
-    wire_choice(d.compressors.as_deref())?;
+    crate::mongo::wire::set_from(d.compressors.as_deref())?;
     let patterns = |flag: &str, v: &[String]| -> Result<Vec<Pattern>> {
         v.iter().map(|p| Pattern::parse(flag, p)).collect()
     };
@@ -201,14 +201,4 @@ fn data_options(d: &DataArgs) -> Result<DataOptions> {
         },
         parallel: d.parallel as usize,
     })
-}
-
-/// `--compressors`, set for this process's connections before any is made.
-fn wire_choice(flag: Option<&str>) -> Result<crate::mongo::wire::Choice> {
-    let choice = match flag {
-        Some(f) => crate::mongo::wire::Choice::parse(f)?,
-        None => crate::mongo::wire::Choice::Default,
-    };
-    crate::mongo::wire::set(choice.clone());
-    Ok(choice)
 }

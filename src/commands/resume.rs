@@ -139,10 +139,7 @@ fn same_uri(what: &str, given: Option<MongoUri>, journaled: &str, needs: &str) -
 fn options(st: &MigrateState, uris: ResumeUris) -> Result<(MongoUri, MongoUri, TargetOptions)> {
     // With the Admin API the app's connection string comes from Atlas again.
     // The wire as the migration began (journaled), for every connection of this run.
-    crate::mongo::wire::set(match &st.settings.compressors {
-        Some(c) => crate::mongo::wire::Choice::parse(c)?,
-        None => crate::mongo::wire::Choice::Default,
-    });
+    crate::mongo::wire::set_from(st.settings.compressors.as_deref())?;
     let made_by_api = st.settings.atlas.as_ref().is_some_and(|a| a.create_users);
     let atlas = match uris.atlas {
         None if made_by_api => MongoUri::parse(

@@ -111,10 +111,7 @@ async fn run(em: &Arc<Emitter>) -> Result<()> {
         ..settings
     };
     let strategy = settings.strategy;
-    crate::mongo::wire::set(match &settings.compressors {
-        Some(c) => crate::mongo::wire::Choice::parse(c)?,
-        None => crate::mongo::wire::Choice::Default,
-    });
+    crate::mongo::wire::set_from(settings.compressors.as_deref())?;
     let shared = crate::commands::migrate::shared(&path, journal, strategy);
     let op = RemoteOperator {
         em: em.clone(),

@@ -68,6 +68,17 @@ pub fn set(choice: Choice) {
     let _ = CHOICE.set(choice);
 }
 
+/// Sets this process's choice from `--compressors` or its journaled copy (`None`: the
+/// default), and returns it.
+pub fn set_from(setting: Option<&str>) -> Result<Choice> {
+    let choice = match setting {
+        Some(s) => Choice::parse(s)?,
+        None => Choice::Default,
+    };
+    set(choice.clone());
+    Ok(choice)
+}
+
 fn compressor(name: &str) -> Option<Compressor> {
     match name {
         "zstd" => Some(Compressor::Zstd {

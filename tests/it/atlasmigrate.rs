@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use mongodb::bson::{Document, doc};
-use serde_json::Value;
 
 use crate::atlasapi::{AtlasApi, CALLER_IP, PROJECT, UserChange, m0};
 use crate::common::Cmd;
@@ -94,20 +93,6 @@ fn cmd(s: &Setup, api: &AtlasApi, extra: &[&str]) -> Cmd {
     c
 }
 
-/// The app's secret as ECS hands it to the app.
-async fn app_secret(s: &Setup) -> Value {
-    let sm = aws_sdk_secretsmanager::Client::new(&s.acct.conf);
-    let stored = sm
-        .get_secret_value()
-        .secret_id("efs2atlas/goals-cluster/goals-service")
-        .send()
-        .await
-        .unwrap()
-        .secret_string
-        .unwrap();
-    serde_json::from_str(&stored).unwrap()
-}
-
 /// The app signs in with what its secret holds (on the real cluster: the SRV name cannot
 /// resolve here) and reads its data.
 async fn app_can_read(s: &Setup, password: &str) -> u64 {
@@ -154,7 +139,7 @@ async fn assert_atlas_after(s: &Setup, api: &AtlasApi, nat_ip: &str) -> String {
             .unwrap()
             .contains("goals-service")
     );
-    let secret = app_secret(s).await;
+    let secret = s.app_secret().await;
     let password = secret["MONGODB_PASSWORD"].as_str().unwrap().to_string();
     assert_eq!(password.len(), 32);
     assert!(

@@ -103,16 +103,7 @@ async fn a_password_with_reserved_characters_reaches_the_app_in_a_uri_that_conne
     assert_eq!(from_secret, ["MONGODB_PASSWORD", "MONGO_URI"]);
 
     // What the app is given: read from Secrets Manager as ECS would, then used as the app would.
-    let sm = aws_sdk_secretsmanager::Client::new(&s.acct.conf);
-    let stored = sm
-        .get_secret_value()
-        .secret_id("efs2atlas/goals-cluster/goals-service")
-        .send()
-        .await
-        .unwrap()
-        .secret_string
-        .unwrap();
-    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let stored = s.app_secret().await;
     assert_eq!(
         stored["MONGODB_PASSWORD"], RESERVED_PASSWORD,
         "a bare password var gets the password itself"

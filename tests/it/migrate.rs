@@ -132,6 +132,36 @@ impl Setup {
     pub fn journal_json(&self) -> serde_json::Value {
         crate::common::journal_at(self.journal())
     }
+
+    /// The app's credentials secret as ECS hands it to the app.
+    pub async fn app_secret(&self) -> serde_json::Value {
+        let sm = aws_sdk_secretsmanager::Client::new(&self.acct.conf);
+        let stored = sm
+            .get_secret_value()
+            .secret_id("efs2atlas/goals-cluster/goals-service")
+            .send()
+            .await
+            .unwrap()
+            .secret_string
+            .unwrap();
+        serde_json::from_str(&stored).unwrap()
+    }
+
+    /// The service still runs the revision it ran before (nothing deployed).
+    pub async fn assert_not_deployed(&self) {
+        let ecs = aws_sdk_ecs::Client::new(&self.acct.conf);
+        let svc = ecs
+            .describe_services()
+            .cluster(&self.fx.cluster)
+            .services(&self.fx.service)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            svc.services()[0].task_definition.as_deref(),
+            Some(self.fx.task_definition_arn.as_str())
+        );
+    }
 }
 
 /// The fixture with its one mongo task running, and `docs` more documents in the source.
@@ -333,18 +363,7 @@ async fn a_failed_deploy_rolls_back_and_unlocks_the_source() {
         r.stderr
     );
     r.assert_no_secret(&secrets());
-    let ecs = aws_sdk_ecs::Client::new(&s.acct.conf);
-    let svc = ecs
-        .describe_services()
-        .cluster(&s.fx.cluster)
-        .services(&s.fx.service)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        svc.services()[0].task_definition.as_deref(),
-        Some(s.fx.task_definition_arn.as_str())
-    );
+    s.assert_not_deployed().await;
     let j = s.journal_json();
     assert_eq!(j["migrate"]["freeze"]["released"], true);
     assert_eq!(j["migrate"]["steps"]["deploy"]["status"], "failed");

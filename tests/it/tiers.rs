@@ -59,22 +59,6 @@ async fn on_a_shared_tier(docs: usize, quota: u64) -> Setup {
     s
 }
 
-/// The service still runs the revision it ran before (nothing deployed).
-async fn not_deployed(s: &Setup) {
-    let ecs = aws_sdk_ecs::Client::new(&s.acct.conf);
-    let svc = ecs
-        .describe_services()
-        .cluster(&s.fx.cluster)
-        .services(&s.fx.service)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        svc.services()[0].task_definition.as_deref(),
-        Some(s.fx.task_definition_arn.as_str())
-    );
-}
-
 /// The app can write to the source (no freeze left behind): a write ends within seconds.
 async fn source_writable(s: &Setup) {
     let c = crate::mongod::client(&s.src.uri()).await;
@@ -106,7 +90,7 @@ async fn a_full_atlas_stops_the_copy_before_the_freeze_then_resume_finishes_on_a
         r.stderr
     );
     assert!(!r.stderr.contains("freeze: "), "{}", r.stderr);
-    not_deployed(&s).await;
+    s.assert_not_deployed().await;
     source_writable(&s).await;
     // The cluster moves to a tier with room: the same target, a larger quota.
     s.tier.as_ref().unwrap().set_quota(512);
@@ -135,7 +119,7 @@ async fn a_full_atlas_under_freeze_first_unlocks_the_source() {
         r.stderr
     );
     assert!(!r.stderr.contains("still write-locked"), "{}", r.stderr);
-    not_deployed(&s).await;
+    s.assert_not_deployed().await;
     source_writable(&s).await;
 }
 
