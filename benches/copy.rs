@@ -6,12 +6,21 @@
 //! Env: EFS2ATLAS_TEST_SOURCE_URI, EFS2ATLAS_TEST_TARGET_URI, EFS2ATLAS_BIN, MONGO_TOOLS,
 //! BENCH_PEER (default 700000 docs, ~640 MB with 200 KiB binaries), BENCH_SMALL (default
 //! 1000000 docs), BENCH_BIG (default 1: four collections of 25 documents up to 16 MiB, ~340 MB;
-//! 0: off), BENCH_ONLY (a comma-separated list of sets).
+//! 0: off), BENCH_APP (default 150000 orders of ~900 B in one collection, 1 in 400 with a 30 KB
+//! photo: what apps hold), BENCH_ONLY (a comma-separated list of sets), and for the runs through
+//! a shaped WAN BENCH_WAN_SETS (default `app,peer`) and BENCH_WAN_LINKS (default `10:200,40:50`:
+//! one-way milliseconds and Mbit/s; empty: none).
 
 #[path = "copy/peers.rs"]
 mod peers;
+#[path = "../tests/support/shaper.rs"]
+mod shaper;
+#[path = "../tests/support/tcpfault.rs"]
+mod tcpfault;
 #[path = "copy/two_pass.rs"]
 mod two_pass;
+#[path = "copy/wan.rs"]
+mod wan;
 
 use std::process::Command;
 use std::time::Instant;
@@ -41,9 +50,93 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Words of an order's free text (compressible as real text is, never a repeated letter).
+const WORDS: &[&str] = &[
+    "please", "leave", "the", "parcel", "at", "front", "door", "call", "before", "delivery",
+    "gift", "wrap", "fragile", "handle", "with", "care", "second", "floor", "office", "hours",
+    "ring", "bell", "twice", "no", "plastic", "bag", "thank", "you", "weekend", "only",
+];
+const PRODUCTS: &[&str] = &[
+    "Americano 355 ml",
+    "Cafe Latte 473 ml",
+    "Cold Brew 1 L",
+    "Green Tea Latte",
+    "Earl Grey",
+    "Butter Croissant",
+    "Bagel with Cream Cheese",
+    "Cheesecake Slice",
+    "Tumbler 500 ml",
+    "Drip Bag Set (10)",
+    "Whole Beans Colombia 200 g",
+    "Whole Beans Ethiopia 200 g",
+];
+const STATUS: &[&str] = &["paid", "packed", "shipped", "delivered", "refunded"];
+
+/// A deterministic pseudo-random number for field `k` of document `i`.
+fn pick(i: usize, k: usize) -> usize {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (k as u64 + 1);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (x ^ (x >> 29)) as usize
+}
+
+/// An order as shops keep them (~900 B: text, numbers, dates, an array of lines), and in one
+/// of 400 a 30 KB photo that does not compress.
+fn order(i: usize) -> Document {
+    let lines: Vec<Document> = (0..1 + pick(i, 1) % 4)
+        .map(|k| {
+            doc! {
+                "sku": format!("SKU-{:06}", pick(i, 10 + k) % 50_000),
+                "name": PRODUCTS[pick(i, 20 + k) % PRODUCTS.len()],
+                "qty": (1 + pick(i, 30 + k) % 5) as i32,
+                "unitPrice": (pick(i, 40 + k) % 900_000) as f64 / 100.0,
+            }
+        })
+        .collect();
+    let words = 25 + pick(i, 2) % 30;
+    let note: Vec<&str> = (0..words)
+        .map(|k| WORDS[pick(i, 100 + k) % WORDS.len()])
+        .collect();
+    let created = 1_700_000_000_000 + i as i64 * 37_000;
+    let mut d = doc! {
+        "_id": ObjectId::new(),
+        "orderNo": format!("ORD-{:09}", i),
+        "customer": {
+            "id": (pick(i, 3) % 200_000) as i64,
+            "name": format!("Customer {}", pick(i, 4) % 200_000),
+            "email": format!("user{}@example.com", pick(i, 5) % 200_000),
+            "phone": format!("+82-10-{:04}-{:04}", pick(i, 6) % 10_000, pick(i, 7) % 10_000),
+            "address": {
+                "line1": format!("{} Teheran-ro", 1 + pick(i, 8) % 900),
+                "city": "Seoul",
+                "zip": format!("{:05}", pick(i, 9) % 100_000),
+            },
+        },
+        "lines": lines,
+        "total": (pick(i, 11) % 2_000_000) as f64 / 100.0,
+        "currency": "KRW",
+        "status": STATUS[pick(i, 12) % STATUS.len()],
+        "tags": ["web", if i.is_multiple_of(3) { "coupon" } else { "regular" }],
+        "created": DateTime::from_millis(created),
+        "updated": DateTime::from_millis(created + (pick(i, 13) % 86_400_000) as i64),
+        "note": note.join(" "),
+    };
+    if i.is_multiple_of(400) {
+        d.insert(
+            "photo",
+            Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: noise(30 * 1024, i as u64),
+            },
+        );
+    }
+    d
+}
+
 /// Deterministic documents of a set's kind.
 pub fn make_doc(kind: &str, i: usize) -> Document {
     match kind {
+        "app" => order(i),
         "small" => {
             doc! {"_id": ObjectId::new(), "i": i as i32, "k": format!("k{}", i % 1000), "f": (i % 7) as f64 * 0.5}
         }
@@ -85,7 +178,7 @@ pub fn make_doc(kind: &str, i: usize) -> Document {
 
 /// A data set: collections of one kind of document in one database.
 pub struct Set {
-    /// `peer`, `small` or `big`.
+    /// `app`, `peer`, `small` or `big`.
     pub name: &'static str,
     /// Its database on both sides.
     pub db: &'static str,
@@ -248,7 +341,7 @@ async fn measure(src: &Client, dst: &Client, uris: (&str, &str), set: &Set) {
     let (sd, sb, ss) = raw_scan(src, set).await;
     let (id, ib, is) = raw_insert(dst, set).await;
     let peer_runs = match (set.name, peers::tools_dir()) {
-        ("peer", Some(tools)) => {
+        ("peer" | "app", Some(tools)) => {
             let work = std::env::temp_dir().join("efs2atlas-bench-peers");
             std::fs::create_dir_all(&work).unwrap();
             eprintln!("bench: mongodump / mongorestore on {}", set.name);
@@ -320,6 +413,10 @@ async fn measure(src: &Client, dst: &Client, uris: (&str, &str), set: &Set) {
     if set.name == "small" {
         two_pass::two_pass(src, src_uri, dst_uri, set, cs).await;
     }
+    if wan::wanted(set.name) {
+        let settle = || tokio::task::block_in_place(|| settle(dst));
+        wan::measure((src_uri, dst_uri), set, sb, &settle);
+    }
 }
 
 #[tokio::main]
@@ -340,7 +437,13 @@ async fn main() {
     let peer = env_num("BENCH_PEER", 700_000);
     let small = env_num("BENCH_SMALL", 1_000_000);
     let big = env_num("BENCH_BIG", 1) * 100;
+    let app = env_num("BENCH_APP", 150_000);
     let sets = [
+        Set {
+            name: "app",
+            db: "bench_app",
+            colls: vec![("orders".into(), app)],
+        },
         Set {
             name: "peer",
             db: "bench_peer",

@@ -34,12 +34,12 @@ fn peak_rss(report: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Runs a shell pipeline whose stages are each wrapped in `/usr/bin/time -v -o`.
-fn run(name: &'static str, stages: &[String], work: &Path) -> PeerRun {
+pub fn run(name: &'static str, stages: &[String], work: &Path) -> PeerRun {
     let reports: Vec<PathBuf> = (0..stages.len())
         .map(|i| work.join(format!("time-{i}.txt")))
         .collect();

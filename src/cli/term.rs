@@ -185,7 +185,7 @@ impl Bars {
         });
         let overall = multi.add(ProgressBar::new(total_docs.max(1)));
         overall.set_style(bar_style(
-            "{prefix} [{bar:30}] {done} docs  {rate}  eta {eta}",
+            "{prefix} [{bar:30}] {done} docs  {rate}{msg}  eta {eta}",
         ));
         overall.set_prefix(crate::units::fit(label, NAME_COLUMNS));
         Bars {
@@ -241,6 +241,13 @@ impl Observer for Bars {
         {
             b.inc(docs);
         }
+    }
+
+    fn wire(&self, to_target_per_sec: f64) {
+        self.overall.set_message(format!(
+            "  {}/s to the target on the wire",
+            crate::units::bytes(to_target_per_sec as i64)
+        ));
     }
 
     fn finish(&self, ns: &str) {

@@ -361,6 +361,13 @@ impl Observer for RemoteBars {
         self.flush(ns, false);
     }
 
+    fn wire(&self, to_target_per_sec: f64) {
+        self.em.emit(Event::Wire {
+            id: self.id,
+            to_target_per_sec,
+        });
+    }
+
     fn finish(&self, ns: &str) {
         self.flush(ns, true);
         self.em.emit(Event::Finish {

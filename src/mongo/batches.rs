@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::mongo::Mongo;
-use crate::mongo::jobs::{Item as Job, key};
+use crate::mongo::jobs::Item as Job;
 use crate::mongo::ledger::{self, LedgerWriter};
 use crate::mongo::order;
 use crate::mongo::progress::{CollectionProgress, ProgressStore};
@@ -372,6 +372,7 @@ pub fn open_ledger(
     store: &dyn ProgressStore,
     it: &Job,
     progress: &mut CollectionProgress,
+    ledger_key: &str,
 ) -> Option<LedgerWriter> {
     let dir = store.ledger_dir()?;
     // A time series reads back in another field order than it was written: no byte ledger.
@@ -380,7 +381,7 @@ pub fn open_ledger(
         return None;
     }
     let generation = progress.ledger.map_or(0, |m| m.generation);
-    let path = ledger::path_in(&dir, &key(it), generation);
+    let path = ledger::path_in(&dir, ledger_key, generation);
     match LedgerWriter::open(&path, progress.ledger) {
         Ok(w) => Some(w),
         Err(e) => {

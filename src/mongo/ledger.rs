@@ -156,6 +156,19 @@ impl LedgerWriter {
     }
 }
 
+/// Writes the ledgers of a collection's parts, in order, as one ledger of generation 0 at
+/// `out`, each part checked against its mark as it is read; returns the joined mark.
+pub fn join(parts: &[(PathBuf, LedgerMark)], out: &Path) -> Result<LedgerMark> {
+    let mut w = LedgerWriter::create(out, 0)?;
+    for (path, mark) in parts {
+        let mut r = LedgerReader::open(path, *mark)?;
+        while let Some(item) = r.read_next()? {
+            w.append(&item.id, item.hash, item.len as u32)?;
+        }
+    }
+    w.finish()
+}
+
 /// Opens (creating, mode 0600) a ledger file for reading and writing.
 fn private(path: &Path) -> std::io::Result<File> {
     let mut opts = std::fs::OpenOptions::new();

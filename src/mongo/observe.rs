@@ -8,6 +8,9 @@ pub trait Observer: Send + Sync {
     fn progress(&self, _ns: &str, _docs: u64, _bytes: u64) {}
     /// A collection is finished.
     fn finish(&self, _ns: &str) {}
+    /// Bytes a second the target received on the wire lately, compressed as they crossed
+    /// (the target's own counters).
+    fn wire(&self, _to_target_per_sec: f64) {}
 }
 
 /// An observer that ignores everything.

@@ -187,13 +187,52 @@ fn cmp_arrays(x: &mongodb::bson::RawArray, y: &mongodb::bson::RawArray) -> Order
 /// The filter that selects every document whose `_id` sorts after `last`: greater values of
 /// the same bracket, plus every later bracket (`$gt` alone stays within one type).
 pub fn after_filter(last: &RawBsonRef<'_>) -> mongodb::bson::Document {
-    let mut clauses = vec![Bson::Document(doc! {"_id": {"$gt": raw_to_bson(last)}})];
-    for types in &BRACKET_TYPES[(bracket(last) as usize + 1)..] {
+    lower_filter(last, false)
+}
+
+/// Every document whose `_id` sorts after `v` (or is `v` when `inclusive`), whatever its type.
+fn lower_filter(v: &RawBsonRef<'_>, inclusive: bool) -> mongodb::bson::Document {
+    let op = if inclusive { "$gte" } else { "$gt" };
+    let mut clauses = vec![Bson::Document(doc! {"_id": {op: raw_to_bson(v)}})];
+    for types in &BRACKET_TYPES[(bracket(v) as usize + 1)..] {
         for t in *types {
             clauses.push(Bson::Document(doc! {"_id": {"$type": *t}}));
         }
     }
     doc! {"$or": clauses}
+}
+
+/// Every document whose `_id` sorts before `v`, whatever its type.
+fn upper_filter(v: &RawBsonRef<'_>) -> mongodb::bson::Document {
+    let mut clauses = vec![Bson::Document(doc! {"_id": {"$lt": raw_to_bson(v)}})];
+    for types in &BRACKET_TYPES[..bracket(v) as usize] {
+        for t in *types {
+            clauses.push(Bson::Document(doc! {"_id": {"$type": *t}}));
+        }
+    }
+    doc! {"$or": clauses}
+}
+
+/// The documents of one part of a collection read in parts: `_id` after `lower` (`.1`: or equal
+/// to it) and before `upper`, in MongoDB's order across every type. Bounds of one bracket
+/// make a plain range the `_id` index answers directly; the type clauses keep whatever
+/// lies in other brackets in the first or last part, so the parts always cover everything.
+pub fn range_filter(
+    lower: Option<(&RawBsonRef<'_>, bool)>,
+    upper: Option<&RawBsonRef<'_>>,
+) -> mongodb::bson::Document {
+    match (lower, upper) {
+        (None, None) => doc! {},
+        (Some((l, inclusive)), None) => lower_filter(l, inclusive),
+        (None, Some(u)) => upper_filter(u),
+        (Some((l, inclusive)), Some(u)) if bracket(l) == bracket(u) => {
+            let op = if inclusive { "$gte" } else { "$gt" };
+            doc! {"_id": {op: raw_to_bson(l), "$lt": raw_to_bson(u)}}
+        }
+        (Some((l, inclusive)), Some(u)) => {
+            doc! {"$and": [lower_filter(l, inclusive), upper_filter(u)]}
+        }
+    }
 }
 
 /// A raw value as an owned `Bson` (for building filters).
@@ -298,5 +337,38 @@ mod tests {
         assert!(!s.contains("\"number\"") && !s.contains("\"null\""), "{s}");
         let f = after_filter(&RawBsonRef::MaxKey).to_string();
         assert_eq!(f.matches("$type").count(), 0, "{f}");
+    }
+
+    #[test]
+    fn parts_cover_every_bracket_once() {
+        let (a, b) = (
+            ObjectId::parse_str("650000000000000000000001").unwrap(),
+            ObjectId::parse_str("650000000000000000000009").unwrap(),
+        );
+        let (a, b) = (RawBsonRef::ObjectId(a), RawBsonRef::ObjectId(b));
+        // A middle part is a plain range the `_id` index answers.
+        let mid = range_filter(Some((&a, true)), Some(&b));
+        assert_eq!(
+            mid,
+            doc! {"_id": {"$gte": raw_to_bson(&a), "$lt": raw_to_bson(&b)}}
+        );
+        // The first part takes every earlier bracket, the last every later one.
+        let first = range_filter(None, Some(&a)).to_string();
+        for t in [
+            "minKey", "null", "number", "string", "object", "array", "binData",
+        ] {
+            assert!(first.contains(&format!("\"{t}\"")), "{t}: {first}");
+        }
+        assert!(
+            !first.contains("\"date\"") && !first.contains("\"objectId\""),
+            "{first}"
+        );
+        let last = range_filter(Some((&b, true)), None).to_string();
+        assert!(last.contains("$gte") && last.contains("\"date\"") && last.contains("\"maxKey\""));
+        assert!(!last.contains("\"number\""), "{last}");
+        // Resuming a first part after a value of an earlier bracket: both sides bound it.
+        let resumed = range_filter(Some((&RawBsonRef::Int32(5), false)), Some(&a)).to_string();
+        assert!(resumed.contains("$and") && resumed.contains("$gt") && resumed.contains("$lt"));
+        assert_eq!(range_filter(None, None), doc! {});
     }
 }

@@ -43,6 +43,22 @@ pub struct CollectionProgress {
     /// MongoDB's order, so a sorted ledger cannot be built): sync and verify read both sides.
     #[serde(default)]
     pub ledger_off: bool,
+    /// A large collection is read and written in parts (`_id` ranges, in order) at once;
+    /// each part keeps its own progress and ledger until all are done, when their ledgers are
+    /// joined into the collection's. Empty: one cursor over the whole collection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+}
+
+/// One `_id` range of a collection copied in parts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Part {
+    /// The first `_id` of the part (canonical extended JSON); none for the first part.
+    pub from: Option<serde_json::Value>,
+    /// The first `_id` of the next part; none for the last part.
+    pub until: Option<serde_json::Value>,
+    /// The part's progress: `last_id`, counts, order, ledger mark and `data_done`.
+    pub progress: CollectionProgress,
 }
 
 /// Writes applied to one collection.

@@ -96,3 +96,31 @@ impl WireReport {
         }
     }
 }
+
+/// How often the copy reads the target's counters for its progress line.
+const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Tells `observer` the rate at which bytes reach the target, every few seconds, until
+/// dropped (it never ends by itself). Stops asking once the target does not answer (a shared
+/// tier that hides its counters): the line then shows documents alone.
+pub async fn watch_rate(
+    dst: &crate::mongo::Mongo,
+    observer: &dyn crate::mongo::observe::Observer,
+) -> std::convert::Infallible {
+    let Some(mut last) = counters(dst).await else {
+        return std::future::pending().await;
+    };
+    let mut at = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let Some(now) = counters(dst).await else {
+            return std::future::pending().await;
+        };
+        let secs = at.elapsed().as_secs_f64();
+        at = std::time::Instant::now();
+        if secs > 0.0 {
+            observer.wire(now.0.saturating_sub(last.0) as f64 / secs);
+        }
+        last = now;
+    }
+}

@@ -540,9 +540,10 @@ async fn kill_9_mid_collection_then_rerun_converges() {
     let j = journal_in(&dir);
     // A slow link to the target: on loopback a real mongod takes these in well under the
     // journal's interval, too fast to kill part-way.
+    // (Per connection: a collection copying alone keeps up to eight inserts in flight.)
     let slow = crate::tcpfault::TcpFault::start(dst.port());
     slow.set(crate::tcpfault::Faults {
-        bytes_per_sec: Some(1_500_000),
+        bytes_per_sec: Some(250_000),
         ..Default::default()
     });
     let target = dst.uri_via(slow.port);

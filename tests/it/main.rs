@@ -27,6 +27,7 @@ mod matrix;
 mod migrate;
 #[path = "../support/mongod.rs"]
 mod mongod;
+mod parts;
 mod plan;
 mod prompts;
 mod props;

@@ -505,7 +505,10 @@ pub(crate) async fn wait_for(
             return;
         }
         if let Some(st) = child.try_wait().unwrap() {
-            panic!("migrate exited ({st}) before {what}");
+            panic!(
+                "migrate exited ({st}) before {what}; journal: {}",
+                s.journal_text()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

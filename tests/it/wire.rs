@@ -139,3 +139,49 @@ async fn the_wire_is_compressed_by_default_and_as_told() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("zstd, snappy, zlib"), "{}", r.stderr);
 }
+
+/// Through the terminal a person watches, the copy's progress line gives the rate at which
+/// bytes reach the target on the wire (the target's own counters, compressed as they cross)
+/// next to the documents a second; the run then stops cleanly on Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_line_shows_the_rate_on_the_wire() {
+    let s = crate::migrate::setup(30_000).await;
+    // A slow link (100 KB/s per connection, the data's bytes as they are): the copy lasts
+    // long enough for the rate to be read a few times.
+    s.link.set(crate::tcpfault::Faults {
+        bytes_per_sec: Some(100_000),
+        ..Default::default()
+    });
+    let mut pty = crate::pty::Pty::start_with(&s, &[("EFS2ATLAS_COMPRESSORS", "none")]);
+    pty.expect("with the plan above?").await;
+    pty.send("y");
+    let upto = pty.expect("/s to the target on the wire").await;
+    let line = upto.rsplit(['\r', '\n']).next().unwrap_or("");
+    assert!(
+        line.contains("docs/s"),
+        "next to the documents a second: {line:?}"
+    );
+    // "123.4 KiB/s": what crossed, never more than the link carries (eight inserts in flight
+    // at 100 KB/s each).
+    let figure = line
+        .trim_end_matches("/s to the target on the wire")
+        .rsplit("  ")
+        .next()
+        .unwrap_or("");
+    let (n, unit) = figure.split_once(' ').unwrap_or((figure, ""));
+    let n: f64 = n.parse().unwrap_or(-1.0);
+    let bytes = n * match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        _ => f64::NAN,
+    };
+    assert!(
+        bytes > 0.0 && bytes < 1_000_000.0,
+        "a rate the link allows: {figure:?} in {line:?}"
+    );
+    println!("progress line: {line}");
+    pty.ctrl_c();
+    let code = pty.exit_code().await;
+    assert_eq!(code, Some(5), "{}", pty.all());
+}

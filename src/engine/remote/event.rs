@@ -10,7 +10,8 @@ use crate::engine::step::{StepId, StepStatus};
 use crate::error::{Error, Kind};
 
 /// The protocol's version; a controller refuses a runner that speaks another.
-pub const VERSION: u32 = 1;
+/// 2: the `wire` event (bytes a second to the target).
+pub const VERSION: u32 = 2;
 
 /// What the controller tells a runner to do (the temporary secret's value).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -92,6 +93,13 @@ pub enum Event {
         docs: u64,
         /// Bytes.
         bytes: u64,
+    },
+    /// Bytes a second reaching the target on the wire lately, in set `id`.
+    Wire {
+        /// The set.
+        id: u32,
+        /// Bytes a second, compressed as they crossed.
+        to_target_per_sec: f64,
     },
     /// A collection is finished.
     Finish {

@@ -418,6 +418,14 @@ fn apply(ctx: &mut Ctx<'_>, ev: Event) -> Result<Event> {
                 b.progress(ns, *docs, *bytes);
             }
         }
+        Event::Wire {
+            id,
+            to_target_per_sec,
+        } => {
+            if let Some(b) = live(ctx)?.bars.get(id) {
+                b.wire(*to_target_per_sec);
+            }
+        }
         Event::Finish { id, ns } => {
             if let Some(b) = live(ctx)?.bars.get(id) {
                 b.finish(ns);
