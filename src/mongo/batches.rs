@@ -22,8 +22,11 @@ use crate::mongo::stream::{Item, doc_hash, id_of, show_id};
 /// document of up to 16 MiB always goes alone.
 const MAX_INSERT_BYTES: usize = 16 * 1024 * 1024 - 64 * 1024;
 
-/// Copies of its command the driver holds for an insert in flight (see [`raw::writes`]).
-pub const INSERT_COPIES: usize = 3;
+/// Copies of its command the driver holds for an insert in flight (see [`raw::writes`]), one
+/// more while it compresses them.
+pub fn insert_copies() -> usize {
+    3 + crate::mongo::wire::compression_copies()
+}
 
 /// A batch read from the source, in `_id` order, as the `insert` command that writes it.
 pub struct Batch {
@@ -221,7 +224,7 @@ pub async fn insert_batch(
     let body = std::mem::take(&mut b.body);
     // Waiting here holds up no one: what holds this budget is inserts under way.
     let _copies = raw::writes()
-        .take(INSERT_COPIES * body.as_bytes().len())
+        .take(insert_copies() * body.as_bytes().len())
         .await;
     let held = {
         let _w = crate::watch::waiting_on(format!(

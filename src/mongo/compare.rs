@@ -327,13 +327,17 @@ pub(crate) async fn extra_collections(
     for it in items {
         pairs.insert((it.source.db.clone(), it.target.db.clone()), ());
     }
-    for (sdb, tdb) in pairs.keys() {
-        let names = dst
-            .client
+    // Every database's list at once: each is a round trip to a remote Atlas.
+    let lists = futures_util::future::join_all(pairs.keys().map(|(_, tdb)| async move {
+        dst.client
             .database(tdb)
             .list_collection_names()
             .await
-            .map_err(|e| dst.err(format!("listing collections of {tdb}"), e))?;
+            .map_err(|e| dst.err(format!("listing collections of {tdb}"), e))
+    }))
+    .await;
+    for ((sdb, tdb), names) in pairs.keys().zip(lists) {
+        let names = names?;
         for n in names {
             // A preflight scratch collection left by a killed run is efs2atlas's, not the app's.
             if crate::mongo::access::is_scratch(&n) {

@@ -153,7 +153,7 @@ impl<'a> Patcher<'a> {
         // do (a patch may be one 16 MiB document).
         let bytes: usize = docs.iter().map(|d| d.as_bytes().len()).sum();
         let _copies = crate::mongo::raw::writes()
-            .take(crate::mongo::batches::INSERT_COPIES * bytes)
+            .take(crate::mongo::batches::insert_copies() * bytes)
             .await;
         let err = match self
             .coll

@@ -32,8 +32,11 @@ pub const BUDGET_BYTES: usize = 48 * 1024 * 1024;
 /// Bytes the driver may hold for inserts in flight (its copies of each command).
 pub const WRITE_BUDGET_BYTES: usize = 48 * 1024 * 1024;
 
-/// Copies of a reply the driver may hold while it receives it.
-const READ_COPIES: usize = 3;
+/// Copies of a reply the driver may hold while it receives it, one more while it decompresses
+/// it.
+fn read_copies() -> usize {
+    3 + crate::mongo::wire::compression_copies()
+}
 
 static BUDGET: LazyLock<Budget> =
     LazyLock::new(|| Budget::named(BUDGET_BYTES, "the read budget (replies being read)"));
@@ -359,7 +362,7 @@ impl Replies {
             Keep::Retained => retention().take(expect).await,
             Keep::Read(_) => Share::default(),
         };
-        let read = budget.take(READ_COPIES * expect).await;
+        let read = budget.take(read_copies() * expect).await;
         Ahead { read, kept }
     }
 
@@ -369,7 +372,7 @@ impl Replies {
         if self.pending.is_none() && matches!(self.keep, Keep::Read(_)) {
             self.pending = self
                 .budget
-                .try_take(READ_COPIES * self.shape.expect)
+                .try_take(read_copies() * self.shape.expect)
                 .map(|read| Ahead {
                     read,
                     kept: Share::default(),

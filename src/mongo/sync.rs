@@ -81,29 +81,38 @@ pub async fn run(
     // Views after collections: a view may read a collection this sync creates.
     let (collections, views): (Vec<&Item>, Vec<&Item>) =
         todo.into_iter().partition(|i| !i.meta.is_view());
-    for group in [collections, views] {
-        let results: Vec<Result<CollectionSync>> = stream::iter(group)
-            .map(|it| async move {
-                let ledger = journal.and_then(|j| ledger_of(j, it));
-                let r = sync_collection(src, dst, it, ledger, observer, cancel).await?;
-                if let Some(j) = journal {
-                    j.record_sync(&it.source.to_string(), &r)?;
-                }
-                Ok(r)
-            })
-            .buffer_unordered(opts.parallel.max(1))
-            .collect()
-            .await;
-        for r in results {
-            report.collections.push(r?);
+    let synced = async {
+        let mut out = Vec::new();
+        for group in [collections, views] {
+            let results: Vec<Result<CollectionSync>> = stream::iter(group)
+                .map(|it| async move {
+                    let ledger = journal.and_then(|j| ledger_of(j, it));
+                    let r = sync_collection(src, dst, it, ledger, observer, cancel).await?;
+                    if let Some(j) = journal {
+                        j.record_sync(&it.source.to_string(), &r)?;
+                    }
+                    Ok(r)
+                })
+                .buffer_unordered(opts.parallel.max(1))
+                .collect()
+                .await;
+            for r in results {
+                out.push(r?);
+            }
         }
-    }
+        Ok::<_, crate::error::Error>(out)
+    };
+    // The target's collection lists are read while the collections sync (round trips that
+    // would otherwise come after them): an extra collection is one the source lacks, which
+    // the sync neither creates nor touches.
+    let (synced, extras) = tokio::join!(synced, extra_collections(dst, items, &opts.selection));
+    report.collections = synced?;
     report.collections.extend(
         done.into_values()
             .filter(|c| items.iter().any(|i| i.source.to_string() == c.source)),
     );
     report.collections.sort_by(|a, b| a.source.cmp(&b.source));
-    for extra in extra_collections(dst, items, &opts.selection).await? {
+    for extra in extras? {
         if opts.owned.contains(&extra) {
             let (db, coll) = extra.split_once('.').unwrap_or((&extra, ""));
             dst.client

@@ -144,7 +144,7 @@ pub async fn run(
 ) -> Result<VerifyReport> {
     let started = Instant::now();
     let max_examples = opts.max_examples;
-    let results: Vec<Result<CollectionVerdict>> = stream::iter(items)
+    let results = stream::iter(items)
         .map(|it| async move {
             let what = format!("comparing {}", it.source);
             // What earlier attempts compared survives a dropped connection.
@@ -170,14 +170,15 @@ pub async fn run(
             .await
         })
         .buffer_unordered(opts.parallel.max(1))
-        .collect()
-        .await;
+        .collect::<Vec<_>>();
+    // The target's collection lists are read while the collections are compared.
+    let (results, extras) = tokio::join!(results, extra_collections(dst, items, &opts.selection));
     let mut report = VerifyReport::default();
     for r in results {
         report.collections.push(r?);
     }
     report.collections.sort_by(|a, b| a.source.cmp(&b.source));
-    report.extra_collections = extra_collections(dst, items, &opts.selection).await?;
+    report.extra_collections = extras?;
     report.documents_compared = report
         .collections
         .iter()

@@ -79,6 +79,14 @@ pub fn set_from(setting: Option<&str>) -> Result<Choice> {
     Ok(choice)
 }
 
+/// Copies of a message the driver holds on top of its plain ones while compressing or
+/// decompressing it (the plain and the compressed message at once): 1 unless this process
+/// sends everything uncompressed. The memory budgets count it, so a slow link that fills
+/// them stays within the same bound.
+pub fn compression_copies() -> usize {
+    usize::from(!matches!(CHOICE.get(), Some(Choice::Off)))
+}
+
 fn compressor(name: &str) -> Option<Compressor> {
     match name {
         "zstd" => Some(Compressor::Zstd {

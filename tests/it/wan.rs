@@ -99,5 +99,23 @@ async fn wan_frozen_window_against_a_full_copy() {
         "  frozen window / full copy          {:>7.2}  (goal <= 0.2 through a WAN, <= 0.3 on loopback)",
         frozen / full_copy
     );
+    // Where the frozen sync's time went, per collection (they run side by side).
+    let j = s.journal_json();
+    if let Some(colls) = j["sync"].as_object() {
+        let per: Vec<String> = colls
+            .iter()
+            .map(|(ns, c)| {
+                format!(
+                    "{ns} {:.2}s ({} compared, {} patched)",
+                    c["seconds"].as_f64().unwrap_or(0.0),
+                    c["documents_compared"],
+                    c["inserted"].as_u64().unwrap_or(0)
+                        + c["replaced"].as_u64().unwrap_or(0)
+                        + c["deleted"].as_u64().unwrap_or(0)
+                )
+            })
+            .collect();
+        eprintln!("  frozen sync per collection         {}", per.join("; "));
+    }
     assert_migrated(&s).await;
 }

@@ -62,7 +62,7 @@ impl Step for Verify {
         }
         let opts = VerifyOptions {
             selection: sel,
-            parallel: 4,
+            parallel: super::COLLECTIONS_AT_ONCE,
             max_examples: 20,
             read_back,
         };
