@@ -2,6 +2,7 @@
 //! turned into the engine's plain options here. This layer is the only one that reads the
 //! terminal ([`term`]) and prints ([`render`]).
 
+mod examples;
 pub mod render;
 pub mod run;
 pub mod stage;
@@ -65,6 +66,10 @@ differences, 5 interrupted (`efs2atlas resume` continues).";
 /// The AWS flags' help heading; they are listed only on the commands that call AWS.
 pub const AWS_HEADING: &str = "AWS";
 
+/// The heading of the flags every command takes (output, colour), apart from each command's
+/// own options.
+pub const GLOBAL_HEADING: &str = "Global options";
+
 /// Commands that never call AWS: the AWS flags are accepted (they are global) but not listed.
 pub const NO_AWS: &[&str] = &[
     "copy",
@@ -93,16 +98,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = AWS_HEADING)]
     pub aws_timeout: std::time::Duration,
     /// More log output on stderr (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL_HEADING)]
     pub verbose: u8,
     /// Only errors on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL_HEADING)]
     pub quiet: bool,
     /// Never draw progress bars.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_HEADING)]
     pub no_progress: bool,
     /// Colour on stderr: auto (a terminal, and NO_COLOR unset), always or never.
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"], help_heading = GLOBAL_HEADING)]
     pub color: String,
 }
 
@@ -110,24 +115,34 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what a migration would do; changes nothing.
+    #[command(after_help = examples::PLAN)]
     Plan(PlanArgs),
     /// Run the whole migration: copy, verify, cut over, clean up.
+    #[command(after_help = examples::MIGRATE)]
     Migrate(MigrateArgs),
     /// Continue an interrupted migration from its journal.
+    #[command(after_help = examples::RESUME)]
     Resume(ResumeArgs),
     /// Show where a migration (or copy) stands, from its journal.
+    #[command(after_help = examples::STATUS)]
     Status(StatusArgs),
     /// Copy databases from one MongoDB to another: exact, streamed, parallel, resumable.
+    #[command(after_help = examples::COPY)]
     Copy(CopyArgs),
     /// Compare source and target: counts, document hashes, indexes, options.
+    #[command(after_help = examples::VERIFY)]
     Verify(VerifyArgs),
     /// Make the target equal to the source, writing only what differs (run it with writes frozen).
+    #[command(after_help = examples::SYNC)]
     Sync(SyncArgs),
     /// Return the service to the revision that still had the mongo container (while its EFS exists).
+    #[command(after_help = examples::ROLLBACK)]
     Rollback(RollbackArgs),
     /// Print a shell completion script (e.g. `efs2atlas completions bash > /etc/bash_completion.d/efs2atlas`).
+    #[command(after_help = examples::COMPLETIONS)]
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `efs2atlas man > efs2atlas.1 && man ./efs2atlas.1`.
+    #[command(after_help = examples::MAN)]
     Man,
     /// The data steps inside a runner task (started by `--runner ecs`, not by hand).
     #[command(hide = true)]

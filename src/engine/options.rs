@@ -289,3 +289,10 @@ pub struct RunOptions {
     /// `--target-uri` (default: the Atlas URI).
     pub target: Option<MongoUri>,
 }
+
+/// Collections that catch-up, the frozen sync and verify work on at once. Most of a
+/// collection's work against a remote Atlas is waiting on round trips (its metadata, the
+/// indexes, the patches, the read-back), so all of them overlap rather than queue in waves
+/// (at 80 ms a round trip, a second wave of small collections costs a quarter of a second of
+/// frozen time). Scans share the process's memory budget, so more at once costs no memory.
+pub const COLLECTIONS_AT_ONCE: usize = 16;

@@ -105,3 +105,89 @@ fn colour_only_when_asked_for_or_on_a_terminal() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("always"), "{}", bad.stderr);
 }
+
+/// Each command's own help ends with real examples of that command (people read the help of
+/// the command they are about to run), and the flags every command takes stand under their
+/// own heading, apart from the command's options.
+#[test]
+fn every_command_s_help_has_examples_of_that_command() {
+    for cmd in [
+        "plan",
+        "migrate",
+        "resume",
+        "status",
+        "copy",
+        "verify",
+        "sync",
+        "rollback",
+        "completions",
+        "man",
+    ] {
+        let r = Cmd::new(&[cmd, "--help"]).run();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let out = &r.stdout;
+        let examples = out
+            .find("Examples:")
+            .unwrap_or_else(|| panic!("{cmd} --help has no examples:\n{out}"));
+        let lines: Vec<&str> = out[examples..]
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(&format!("efs2atlas {cmd}")))
+            .collect();
+        assert!(
+            (1..=4).contains(&lines.len()),
+            "{cmd}: {} example lines:\n{out}",
+            lines.len()
+        );
+        // Every example parses: the flags it shows exist.
+        for l in &lines {
+            let args = shell_words(l);
+            if args
+                .iter()
+                .any(|a| a.contains('>') || a == "|" || a == "&&")
+            {
+                continue;
+            }
+            let mut probe: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            probe.push("--help");
+            let p = Cmd::new(&probe).run();
+            assert_eq!(p.code, 0, "{l}: {}", p.stderr);
+        }
+        let global = out
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{cmd}: no Global options heading:\n{out}"));
+        let own = out.find("Options:").unwrap_or(0);
+        for flag in ["--verbose", "--quiet", "--no-progress", "--color"] {
+            let at = out.find(flag).unwrap_or_else(|| panic!("{cmd}: {flag}"));
+            assert!(
+                at > global && global > own,
+                "{cmd}: {flag} under Global options:\n{out}"
+            );
+        }
+    }
+    let r = Cmd::new(&["migrate", "--help"]).run();
+    assert!(r.stdout.contains("Exit codes:"), "{}", r.stdout);
+}
+
+/// A command line split as a shell would, for the simple quoting the examples use.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ' ') => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}

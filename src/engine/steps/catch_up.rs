@@ -144,7 +144,7 @@ async fn round(ctx: &mut Ctx<'_>, items: &[Item]) -> Result<RoundResult> {
         .bars("catch-up", items.iter().map(|i| i.estimated_docs).sum());
     let opts = SyncOptions {
         owned: ctx.journal.read(|j| j.created_targets())?,
-        parallel: super::COLLECTIONS_AT_ONCE,
+        parallel: crate::engine::options::COLLECTIONS_AT_ONCE,
         ..SyncOptions::default()
     };
     let journal: &dyn ProgressStore = &ctx.journal;

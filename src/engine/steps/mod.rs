@@ -20,13 +20,6 @@ use crate::engine::step::StepId;
 use crate::error::Result;
 use crate::world::World;
 
-/// Collections that catch-up, the frozen sync and verify work on at once. Most of a
-/// collection's work against a remote Atlas is waiting on round trips (its metadata, the
-/// indexes, the patches, the read-back), so all of them overlap rather than queue in waves
-/// (at 80 ms a round trip, a second wave of small collections costs a quarter of a second of
-/// frozen time). Scans share the process's memory budget, so more at once costs no memory.
-pub const COLLECTIONS_AT_ONCE: usize = 16;
-
 /// The steps a strategy runs, in order. The secret and the new revision change nothing the
 /// running app uses, so they come before the freeze: the app is read-only only for what must
 /// happen then (sync, verify, the cutover), never while IAM and ECS calls are made.

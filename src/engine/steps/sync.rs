@@ -53,7 +53,7 @@ impl Step for Sync {
         // metadata, the patches) overlap instead of adding up.
         let opts = SyncOptions {
             owned,
-            parallel: super::COLLECTIONS_AT_ONCE,
+            parallel: crate::engine::options::COLLECTIONS_AT_ONCE,
             ..SyncOptions::default()
         };
         let r = sync::run(

@@ -62,7 +62,7 @@ impl Step for Verify {
         }
         let opts = VerifyOptions {
             selection: sel,
-            parallel: super::COLLECTIONS_AT_ONCE,
+            parallel: crate::engine::options::COLLECTIONS_AT_ONCE,
             max_examples: 20,
             read_back,
         };
