@@ -9,7 +9,7 @@
 //! 0: off), BENCH_APP (default 150000 orders of ~900 B in one collection, 1 in 400 with a 30 KB
 //! photo: what apps hold), BENCH_ONLY (a comma-separated list of sets), and for the runs through
 //! a shaped WAN BENCH_WAN_SETS (default `app,peer`) and BENCH_WAN_LINKS (default `10:200,40:50`:
-//! one-way milliseconds and Mbit/s; empty: none).
+//! one-way milliseconds and Mbit/s; empty: none). BENCH_TASKSET=0 runs efs2atlas on one CPU.
 
 #[path = "copy/peers.rs"]
 mod peers;
@@ -265,8 +265,17 @@ fn settle(dst: &Client) {
 /// Runs the tool under /usr/bin/time -v; returns (seconds, peak RSS in KiB, JSON output).
 pub fn timed(args: &[&str]) -> (f64, u64, serde_json::Value) {
     let bin = std::env::var("EFS2ATLAS_BIN").unwrap_or_else(|_| "target/release/efs2atlas".into());
+    // BENCH_TASKSET=0 pins efs2atlas to one CPU, as the runner's 1 vCPU would.
+    let mut cmd = match std::env::var("BENCH_TASKSET") {
+        Ok(cpus) if !cpus.is_empty() => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpus, "/usr/bin/time"]);
+            c
+        }
+        _ => Command::new("/usr/bin/time"),
+    };
     let t = Instant::now();
-    let out = Command::new("/usr/bin/time")
+    let out = cmd
         .arg("-v")
         .arg(&bin)
         .args(args)

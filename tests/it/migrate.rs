@@ -36,11 +36,12 @@ impl Setup {
     }
 
     /// Slows the link to the target so a copy of a few MB lasts seconds (on loopback a real
-    /// mongod takes it faster than a test can stop it part-way).
+    /// mongod takes it faster than a test can stop it part-way): ~1 MB/s in all, the proxy
+    /// pacing each connection and a copy keeping up to eight inserts in flight.
     pub fn slow_link(&self) {
         self.uncompressed();
         self.link.set(Faults {
-            bytes_per_sec: Some(1_000_000),
+            bytes_per_sec: Some(125_000),
             ..Default::default()
         });
     }

@@ -182,6 +182,67 @@ async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
         .map(|s| s["id"].as_str().unwrap())
         .collect();
     assert_eq!(&ids[..3], ["secret", "register", "preflight"]);
+    // Everything the run would make in the account is named, the runner's family first.
+    let named: Vec<(String, String, String)> = v["plan"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (f("action"), f("kind"), f("name"))
+        })
+        .collect();
+    let has = |action: &str, kind: &str, name: &str| {
+        named
+            .iter()
+            .any(|(a, k, n)| a == action && k == kind && n.contains(name))
+    };
+    for (action, kind, name) in [
+        ("temporary", "ecs-task-definition", "efs2atlas-runner"),
+        ("create", "logs-log-group", "/efs2atlas/runner"),
+        ("temporary", "secretsmanager-secret", "efs2atlas/runner/"),
+        (
+            "temporary",
+            "iam-inline-policy",
+            "efs2atlas-read-efs2atlas-runner-",
+        ),
+        (
+            "temporary",
+            "ec2-security-group-rule",
+            s.fx.task_sg.as_str(),
+        ),
+        ("create", "secretsmanager-secret", "efs2atlas/"),
+        ("create", "ecs-task-definition", "goals-app"),
+        ("change", "ecs-service", s.fx.service.as_str()),
+        ("delete", "efs-file-system", "fs-"),
+    ] {
+        assert!(
+            has(action, kind, name),
+            "{action} {kind} {name}: {named:#?}"
+        );
+    }
+    // The text a person reads names them too.
+    let t = s.acct.run_env(
+        &[
+            "plan",
+            "--cluster",
+            &s.fx.cluster,
+            "--service",
+            &s.fx.service,
+            "--runner",
+            "ecs",
+            "--runner-image",
+            "example/efs2atlas:1",
+        ],
+        &[("EFS2ATLAS_ATLAS_URI", &uri)],
+    );
+    assert!(
+        t.stdout.contains("would create, change and delete")
+            && t.stdout.contains("efs2atlas-runner")
+            && t.stdout.contains("/efs2atlas/runner"),
+        "{}",
+        t.stdout
+    );
     assert_eq!(crate::common::snapshot(&s.acct.conf).await, before);
 }
 

@@ -30,6 +30,7 @@ pub fn plan_text(plan: &Plan, world: &World, shown: Shown) -> String {
     target(&mut o, world);
     atlas(&mut o, plan, world);
     runner(&mut o, plan);
+    resources(&mut o, plan);
     steps(&mut o, plan);
     diff(&mut o, plan);
     verdict(&mut o, plan, shown);
@@ -357,6 +358,29 @@ fn source(o: &mut String, world: &World) {
 
 fn count<T: ToString>(n: Option<T>) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Everything the run makes, changes or removes, by name: nothing in the console afterwards
+/// should be a surprise.
+fn resources(o: &mut String, plan: &Plan) {
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "What `efs2atlas migrate` would create, change and delete:"
+    );
+    for r in &plan.resources {
+        let action = match r.action {
+            "delete" => style::danger(Stdout, "delete   "),
+            a => format!("{a:<9}"),
+        };
+        let _ = writeln!(o, "  {action} {:<24} {}  ({})", r.kind, r.name, r.note);
+    }
+    if plan.resources.iter().any(|r| r.action == "temporary") {
+        let _ = writeln!(
+            o,
+            "  (temporary: made for the run and removed at its end, or when a failed cutover is undone)"
+        );
+    }
 }
 
 fn steps(o: &mut String, plan: &Plan) {

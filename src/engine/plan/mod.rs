@@ -7,6 +7,7 @@ pub mod atlas;
 pub mod credentials;
 pub mod env;
 pub mod model;
+pub mod resources;
 pub mod security_groups;
 pub mod service;
 pub mod storage;
@@ -98,6 +99,7 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         env_assignments,
         images: opts.images.clone(),
         atlas: atlas::atlas_plan(world, opts),
+        resources: Vec::new(),
     };
     target_findings(world, opts, &mut plan.blockers);
     let (b, w) = atlas::findings(world, opts);
@@ -105,6 +107,7 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
     plan.warnings.extend(w);
     new_revision(&mut plan, world, opts)?;
     plan.steps = crate::engine::steps::planned(&plan, world);
+    plan.resources = resources::resources(&plan, world);
     plan.ready = plan.blockers.is_empty();
     Ok(plan)
 }

@@ -65,6 +65,8 @@ pub struct Plan {
     /// What `migrate` makes on the Atlas side (`--atlas-project` without `--atlas-uri`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub atlas: Option<AtlasPlan>,
+    /// Everything the run creates, changes or deletes, by name.
+    pub resources: Vec<Resource>,
 }
 
 /// The users and access-list entries `migrate` makes through the Atlas Admin API.
@@ -304,4 +306,20 @@ pub fn push_unique(v: &mut Vec<Finding>, f: Finding) {
     if !v.contains(&f) {
         v.push(f);
     }
+}
+
+/// One thing the run makes, changes or removes.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Resource {
+    /// `create`, `change`, `delete`, or `temporary` (made for the run, removed at its end).
+    pub action: &'static str,
+    /// What kind of thing, as the console calls it (`ecs-task-definition`,
+    /// `secretsmanager-secret`, `iam-inline-policy`, `logs-log-group`,
+    /// `ec2-security-group-rule`, `ecs-service`, `efs-file-system`, `ec2-security-group`,
+    /// `atlas-database-user`, `atlas-access-list-entry`).
+    pub kind: &'static str,
+    /// Its name (a task-definition family, a secret's name, `policy on role`, ...).
+    pub name: String,
+    /// Why, in a few words.
+    pub note: String,
 }
