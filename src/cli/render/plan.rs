@@ -373,7 +373,7 @@ fn resources(o: &mut String, plan: &Plan) {
             "delete" => style::danger(Stdout, "delete   "),
             a => format!("{a:<9}"),
         };
-        let _ = writeln!(o, "  {action} {:<24} {}  ({})", r.kind, r.name, r.note);
+        let _ = writeln!(o, "  {action} {:<24} {} — {}", r.kind, r.name, r.note);
     }
     if plan.resources.iter().any(|r| r.action == "temporary") {
         let _ = writeln!(
