@@ -122,15 +122,17 @@ fn order(i: usize) -> Document {
         "note": note.join(" "),
     };
     if i.is_multiple_of(400) {
-        d.insert(
-            "photo",
-            Binary {
-                subtype: BinarySubtype::Generic,
-                bytes: noise(30 * 1024, i as u64),
-            },
-        );
+        d.insert("photo", file(30 * 1024, i));
     }
     d
+}
+
+/// An attached file of `len` bytes that does not compress.
+fn file(len: usize, i: usize) -> Binary {
+    Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: noise(len, i as u64),
+    }
 }
 
 /// Deterministic documents of a set's kind.
@@ -147,7 +149,7 @@ pub fn make_doc(kind: &str, i: usize) -> Document {
                 1 => 1024 * 1024,
                 _ => 10 * 1024,
             };
-            doc! {"_id": i as i64, "data": Binary {subtype: BinarySubtype::Generic, bytes: noise(size, i as u64)}}
+            doc! {"_id": i as i64, "data": file(size, i)}
         }
         _ => {
             // The set: ~350 B records and one 200 KiB file in 350 (~640 MB per 700k).
@@ -163,13 +165,7 @@ pub fn make_doc(kind: &str, i: usize) -> Document {
                 "note": "n".repeat(120 + i % 80),
             };
             if i.is_multiple_of(350) {
-                d.insert(
-                    "file",
-                    Binary {
-                        subtype: BinarySubtype::Generic,
-                        bytes: noise(200 * 1024, i as u64),
-                    },
-                );
+                d.insert("file", file(200 * 1024, i));
             }
             d
         }

@@ -144,19 +144,19 @@ async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
     let s = setup(0).await;
     let before = crate::common::snapshot(&s.acct.conf).await;
     let uri = atlas_uri();
+    let plan = [
+        "plan",
+        "--cluster",
+        &s.fx.cluster,
+        "--service",
+        &s.fx.service,
+        "--runner",
+        "ecs",
+        "--runner-image",
+        "example/efs2atlas:1",
+    ];
     let r = s.acct.run_env(
-        &[
-            "plan",
-            "--cluster",
-            &s.fx.cluster,
-            "--service",
-            &s.fx.service,
-            "--runner",
-            "ecs",
-            "--runner-image",
-            "example/efs2atlas:1",
-            "--json",
-        ],
+        &[&plan[..], &["--json"]].concat(),
         &[("EFS2ATLAS_ATLAS_URI", &uri)],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -222,20 +222,7 @@ async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
         );
     }
     // The text a person reads names them too.
-    let t = s.acct.run_env(
-        &[
-            "plan",
-            "--cluster",
-            &s.fx.cluster,
-            "--service",
-            &s.fx.service,
-            "--runner",
-            "ecs",
-            "--runner-image",
-            "example/efs2atlas:1",
-        ],
-        &[("EFS2ATLAS_ATLAS_URI", &uri)],
-    );
+    let t = s.acct.run_env(&plan, &[("EFS2ATLAS_ATLAS_URI", &uri)]);
     assert!(
         t.stdout.contains("would create, change and delete")
             && t.stdout.contains("efs2atlas-runner")

@@ -18,8 +18,9 @@ fn res(
     }
 }
 
-/// A role's name from its ARN (`arn:aws:iam::1:role/path/name` → `name`).
-fn role_name(arn: &str) -> &str {
+/// The last segment of an ARN, as the console names the thing: a role's name
+/// (`arn:aws:iam::1:role/path/name` → `name`), a task definition's `family:revision`.
+fn short(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
@@ -60,7 +61,7 @@ fn runner(plan: &Plan, out: &mut Vec<Resource>) {
             format!(
                 "{} on {}",
                 crate::deploy::policy_name(&run.secret_name),
-                role_name(&run.image.execution_role)
+                short(&run.image.execution_role)
             ),
             "lets the runner read its instructions",
         ));
@@ -136,11 +137,7 @@ fn app(plan: &Plan, world: &World, out: &mut Vec<Resource>) {
         out.push(res(
             "create",
             "iam-inline-policy",
-            format!(
-                "{} on {}",
-                crate::deploy::policy_name(secret),
-                role_name(role)
-            ),
+            format!("{} on {}", crate::deploy::policy_name(secret), short(role)),
             "lets the app's tasks read that secret",
         ));
     }
@@ -150,7 +147,7 @@ fn app(plan: &Plan, world: &World, out: &mut Vec<Resource>) {
         &plan.family,
         format!(
             "the app's next revision after {}: no mongo container, no EFS volume, MongoDB settings for Atlas",
-            plan.current_task_definition.rsplit('/').next().unwrap_or("")
+            short(&plan.current_task_definition)
         ),
     ));
     out.push(res(
@@ -167,10 +164,7 @@ fn cleanup(plan: &Plan, out: &mut Vec<Resource>) {
         out.push(res(
             "delete",
             "ecs-task-definition",
-            plan.current_task_definition
-                .rsplit('/')
-                .next()
-                .unwrap_or(""),
+            short(&plan.current_task_definition),
             "deregistered with any other revision that mounts the deleted EFS",
         ));
     }
