@@ -25,6 +25,8 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     /// CloudWatch Logs (the runner task's output).
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// ECR (is the runner image there?).
+    pub ecr: aws_sdk_ecr::Client,
     /// The region every call goes to.
     pub region: String,
 }
@@ -77,6 +79,7 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(conf),
             iam: aws_sdk_iam::Client::new(conf),
             logs: aws_sdk_cloudwatchlogs::Client::new(conf),
+            ecr: aws_sdk_ecr::Client::new(conf),
             region,
         }
     }

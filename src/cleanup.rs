@@ -77,7 +77,7 @@ pub async fn backup_status(aws: &Aws, fs: &str) -> Result<String> {
         // Informational only: an unreadable backup policy must not stop or start a deletion.
         Err(e) => Ok(format!(
             "status unknown ({})",
-            aws_error("efs:DescribeBackupPolicy", Some(fs), e)
+            aws_error("elasticfilesystem:DescribeBackupPolicy", Some(fs), e)
         )),
     }
 }
@@ -278,7 +278,7 @@ pub async fn delete_file_system(
                 Err(e) if error_code(&e) == Some("FileSystemNotFound") => Ok(()),
                 Err(e) => Err((
                     error_code(&e).map(str::to_string),
-                    aws_error("efs:DeleteFileSystem", Some(fs), e),
+                    aws_error("elasticfilesystem:DeleteFileSystem", Some(fs), e),
                 )),
             }
         },
@@ -322,7 +322,13 @@ async fn delete_attachments(
         {
             Ok(_) => {}
             Err(e) if error_code(&e) == Some("AccessPointNotFound") => {}
-            Err(e) => return Err(aws_error("efs:DeleteAccessPoint", Some(&ap.id), e)),
+            Err(e) => {
+                return Err(aws_error(
+                    "elasticfilesystem:DeleteAccessPoint",
+                    Some(&ap.id),
+                    e,
+                ));
+            }
         }
         report.deleted.push(format!("access-point {}", ap.id));
     }
@@ -336,7 +342,13 @@ async fn delete_attachments(
         {
             Ok(_) => {}
             Err(e) if error_code(&e) == Some("MountTargetNotFound") => {}
-            Err(e) => return Err(aws_error("efs:DeleteMountTarget", Some(&mt.id), e)),
+            Err(e) => {
+                return Err(aws_error(
+                    "elasticfilesystem:DeleteMountTarget",
+                    Some(&mt.id),
+                    e,
+                ));
+            }
         }
         report.deleted.push(format!("mount-target {}", mt.id));
     }
@@ -364,7 +376,12 @@ async fn wait_mount_targets_gone(
                 .file_system_id(fs)
                 .send()
                 .await
-                .map_err(|e| (None, aws_error("efs:DescribeMountTargets", Some(fs), e)))?;
+                .map_err(|e| {
+                    (
+                        None,
+                        aws_error("elasticfilesystem:DescribeMountTargets", Some(fs), e),
+                    )
+                })?;
             if left.mount_targets().is_empty() {
                 Ok(())
             } else {

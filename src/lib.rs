@@ -2,7 +2,8 @@
 //!
 //! Layers point one way (checked by `tests/it/shape.rs`):
 //! [`cli`] (flags, the terminal) → [`commands`] → [`engine`] (plan, steps, runner, journal)
-//! → adapters ([`mongo`], [`atlas`], [`discover`], [`deploy`], [`cleanup`], [`taskdef`], [`aws`]) →
+//! → adapters ([`mongo`], [`atlas`], [`discover`], [`deploy`], [`cleanup`], [`fargate`], [`ecr`],
+//! [`taskdef`], [`aws`]) →
 //! shared core ([`world`], [`uri`], [`secret`], [`envmap`], [`units`], [`cancel`], [`watch`],
 //! [`error`]).
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod deploy;
 pub mod discover;
+pub mod ecr;
 pub mod engine;
 pub mod envmap;
 pub mod error;

@@ -286,9 +286,10 @@ pub struct TargetArgs {
     /// are used, and a loopback host means the mongo task).
     #[arg(long, value_name = "WHERE", default_value = "local", value_parser = ["local", "ecs"])]
     pub runner: String,
-    /// The runner task's image (--runner ecs).
-    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_RUNNER_IMAGE)]
-    pub runner_image: String,
+    /// The runner task's image (--runner ecs; no default): `scripts/image` builds it, push it
+    /// to your ECR. `plan` says whether it is there.
+    #[arg(long, value_name = "IMAGE", env = "EFS2ATLAS_RUNNER_IMAGE")]
+    pub runner_image: Option<String>,
     /// The runner task's execution role (default: the service's).
     #[arg(long, value_name = "ARN")]
     pub runner_execution_role: Option<String>,
@@ -306,13 +307,6 @@ pub struct TargetArgs {
     #[command(flatten)]
     pub stage: StageArgs,
 }
-
-/// The runner image of this release (`scripts/image` builds it; push it to your ECR and pass
-/// --runner-image to use your own).
-pub const DEFAULT_RUNNER_IMAGE: &str = concat!(
-    "public.ecr.aws/efs2atlas/efs2atlas:",
-    env!("CARGO_PKG_VERSION")
-);
 
 /// `efs2atlas plan`.
 #[derive(Debug, Args, Clone)]

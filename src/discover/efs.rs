@@ -15,7 +15,13 @@ pub async fn file_system(aws: &Aws, id: &str) -> Result<Option<FileSystemInfo>> 
     {
         Ok(o) => o,
         Err(e) if error_code(&e) == Some("FileSystemNotFound") => return Ok(None),
-        Err(e) => return Err(aws_error("efs:DescribeFileSystems", Some(id), e)),
+        Err(e) => {
+            return Err(aws_error(
+                "elasticfilesystem:DescribeFileSystems",
+                Some(id),
+                e,
+            ));
+        }
     };
     let Some(fs) = out.file_systems().first() else {
         return Ok(None);
@@ -30,7 +36,7 @@ pub async fn file_system(aws: &Aws, id: &str) -> Result<Option<FileSystemInfo>> 
         .send()
         .try_collect()
         .await
-        .map_err(|e| aws_error("efs:DescribeAccessPoints", Some(id), e))?
+        .map_err(|e| aws_error("elasticfilesystem:DescribeAccessPoints", Some(id), e))?
         .into_iter()
         .map(|ap| AccessPointInfo {
             id: ap.access_point_id.clone().unwrap_or_default(),
@@ -64,7 +70,7 @@ async fn mount_targets(aws: &Aws, id: &str) -> Result<Vec<MountTargetInfo>> {
         .file_system_id(id)
         .send()
         .await
-        .map_err(|e| aws_error("efs:DescribeMountTargets", Some(id), e))?;
+        .map_err(|e| aws_error("elasticfilesystem:DescribeMountTargets", Some(id), e))?;
     let mut mount_targets = Vec::new();
     for mt in mts.mount_targets() {
         let sgs = aws
@@ -75,7 +81,7 @@ async fn mount_targets(aws: &Aws, id: &str) -> Result<Vec<MountTargetInfo>> {
             .await
             .map_err(|e| {
                 aws_error(
-                    "efs:DescribeMountTargetSecurityGroups",
+                    "elasticfilesystem:DescribeMountTargetSecurityGroups",
                     Some(&mt.mount_target_id),
                     e,
                 )

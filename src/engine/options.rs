@@ -226,8 +226,9 @@ pub struct Settings {
 /// `--runner ecs`: the runner task's image, size and execution role.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnerSettings {
-    /// `--runner-image`.
-    pub image: String,
+    /// `--runner-image` (None: the plan blocks, saying how to build and push one).
+    #[serde(default)]
+    pub image: Option<String>,
     /// `--runner-cpu`.
     pub cpu: u32,
     /// `--runner-memory` (MiB).

@@ -139,12 +139,9 @@ async fn a_runner_that_fails_or_never_starts_gives_one_clear_error_and_cleans_up
     assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
-    let s = setup(0).await;
-    let before = crate::common::snapshot(&s.acct.conf).await;
-    let uri = atlas_uri();
-    let plan = [
+/// `plan --runner ecs` of the setup's service, then `extra`.
+fn plan_args<'a>(s: &'a Setup, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
         "plan",
         "--cluster",
         &s.fx.cluster,
@@ -152,9 +149,17 @@ async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
         &s.fx.service,
         "--runner",
         "ecs",
-        "--runner-image",
-        "example/efs2atlas:1",
     ];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_with_a_runner_shows_where_it_runs_and_changes_nothing() {
+    let s = setup(0).await;
+    let before = crate::common::snapshot(&s.acct.conf).await;
+    let uri = atlas_uri();
+    let plan = plan_args(&s, &["--runner-image", "example/efs2atlas:1"]);
     let r = s.acct.run_env(
         &[&plan[..], &["--json"]].concat(),
         &[("EFS2ATLAS_ATLAS_URI", &uri)],
@@ -324,4 +329,156 @@ async fn sigterm_stops_the_runner_at_a_batch_boundary_and_resume_starts_a_new_on
     );
     assert_migrated(&s).await;
     assert_eq!(leftovers(&s.acct, &s).await, Vec::<String>::new());
+}
+
+/// Makes `repository` in the test account's ECR holding one image tagged `tag`.
+async fn push_to_ecr(conf: &aws_config::SdkConfig, repository: &str, tag: &str) {
+    let ecr = aws_sdk_ecr::Client::new(conf);
+    ecr.create_repository()
+        .repository_name(repository)
+        .send()
+        .await
+        .unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 1,
+            "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000001",
+        },
+        "layers": [],
+    });
+    ecr.put_image()
+        .repository_name(repository)
+        .image_tag(tag)
+        .image_manifest(manifest.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// No image given: the plan blocks with the three commands that build and push one to this
+/// account's ECR, and migrate refuses before changing anything. An image in that ECR is found;
+/// one missing from it blocks (with `create-repository` only when the repository is missing
+/// too); one elsewhere is not checked. The environment and the stage key give it as the flag
+/// does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_plan_finds_its_image_or_blocks_with_the_commands_that_make_one() {
+    let s = setup(0).await;
+    let before = crate::common::snapshot(&s.acct.conf).await;
+    let uri = atlas_uri();
+    let plan = |extra: &[&str], env: &[(&str, &str)]| {
+        let a = plan_args(&s, extra);
+        let mut e = vec![("EFS2ATLAS_ATLAS_URI", uri.as_str())];
+        e.extend_from_slice(env);
+        s.acct.run_env(&a, &e)
+    };
+    let blocker = |v: &serde_json::Value, code: &str| -> String {
+        let b = v["plan"]["blockers"].as_array().unwrap();
+        let f = b.iter().find(|b| b["code"] == code);
+        f.unwrap_or_else(|| panic!("no {code}: {b:#?}"))["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let r = plan(&["--json"], &[]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let v = r.json();
+    let (account, region) = (
+        v["plan"]["account"].as_str().unwrap().to_string(),
+        v["plan"]["region"].as_str().unwrap().to_string(),
+    );
+    let registry = format!("{account}.dkr.ecr.{region}.amazonaws.com");
+    let ours = format!("{registry}/efs2atlas:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["plan"]["runner"]["image_check"]["status"], "missing");
+    let m = blocker(&v, "runner-image-missing");
+    let lines: Vec<&str> = m.lines().collect();
+    assert_eq!(
+        lines[1..],
+        [
+            format!("scripts/image {ours}"),
+            format!("aws ecr create-repository --repository-name efs2atlas --region {region}"),
+            format!("docker push {ours}"),
+        ],
+        "{m}"
+    );
+    assert!(lines[0].contains("EFS2ATLAS_RUNNER_IMAGE"), "{m}");
+    // The text: one sentence, the commands indented under it.
+    let t = plan(&[], &[]);
+    assert_eq!(t.code, 3, "{}", t.stderr);
+    assert!(
+        t.stdout
+            .contains("[runner-image-missing] --runner ecs needs")
+            && t.stdout
+                .contains(&format!("\n      scripts/image {ours}\n"))
+            && t.stdout.contains(&format!("\n      docker push {ours}\n")),
+        "{}",
+        t.stdout
+    );
+    let m = s.migrate(&["--runner", "ecs", "--yes"]);
+    assert_eq!(m.code, 3, "{}", m.stderr);
+    assert!(
+        format!("{}{}", m.stdout, m.stderr).contains("runner-image-missing"),
+        "{}\n{}",
+        m.stdout,
+        m.stderr
+    );
+    assert_eq!(crate::common::snapshot(&s.acct.conf).await, before);
+
+    // In this account's ECR: found, and the plan is ready.
+    push_to_ecr(&s.acct.conf, "efs2atlas", env!("CARGO_PKG_VERSION")).await;
+    let r = plan(&["--json", "--runner-image", &ours], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    assert_eq!(v["plan"]["runner"]["image_check"]["status"], "exists");
+    assert_eq!(v["plan"]["runner"]["image"]["image"], ours.as_str());
+    let t = plan(&["--runner-image", &ours], &[]);
+    assert!(
+        t.stdout
+            .contains(&format!("image {ours}, found in this account's ECR")),
+        "{}",
+        t.stdout
+    );
+    // Through the environment: a tag the repository does not have blocks; pushing it is enough.
+    let other = format!("{registry}/efs2atlas:9.9.9");
+    let r = plan(&["--json"], &[("EFS2ATLAS_RUNNER_IMAGE", &other)]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let v = r.json();
+    assert_eq!(v["plan"]["runner"]["image_check"]["status"], "not-found");
+    let m = blocker(&v, "runner-image-not-found");
+    assert!(
+        m.contains("has no image tagged 9.9.9")
+            && !m.contains("create-repository")
+            && m.ends_with(&format!("docker push {other}")),
+        "{m}"
+    );
+    // No such repository: the commands create it.
+    let r = plan(
+        &["--json", "--runner-image", &format!("{registry}/nope:1")],
+        &[],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let m = blocker(&r.json(), "runner-image-not-found");
+    assert!(
+        m.contains(&format!(
+            "aws ecr create-repository --repository-name nope --region {region}"
+        )),
+        "{m}"
+    );
+    // From the stage file, elsewhere: not checked, and the plan says so.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("efs2atlas.toml");
+    std::fs::write(&file, "[stage.x]\nrunner_image = \"example/efs2atlas:1\"\n").unwrap();
+    let config = file.display().to_string();
+    let r = plan(&["--json", "--config", &config, "--stage", "x"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    assert_eq!(v["plan"]["runner"]["image_check"]["status"], "not-checked");
+    let unchecked = v["plan"]["unchecked"].to_string();
+    assert!(
+        unchecked.contains("the runner image example/efs2atlas:1 (it is not in an ECR registry"),
+        "{unchecked}"
+    );
 }

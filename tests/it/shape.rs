@@ -13,7 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "adapters",
         &[
-            "mongo", "atlas", "discover", "deploy", "cleanup", "fargate", "aws",
+            "mongo", "atlas", "discover", "deploy", "cleanup", "fargate", "ecr", "aws",
         ],
     ),
     // No I/O: plain data and pure functions every layer shares.
@@ -311,4 +311,73 @@ fn no_file_over_600_lines_and_no_function_over_80() {
         big.extend(long_functions(p, &text));
     }
     assert!(big.is_empty(), "too big: {big:#?}");
+}
+
+/// The IAM action of every AWS call in `text` (whitespace removed): the SDK calls made on a
+/// client field (`aws.ecs.describe_services()`) and the action each failure names
+/// (`aws_error("ecr:DescribeImages", …)`).
+fn aws_actions(text: &str) -> BTreeSet<String> {
+    const SERVICES: &[(&str, &str)] = &[
+        ("ecs", "ecs"),
+        ("efs", "elasticfilesystem"),
+        ("ec2", "ec2"),
+        ("sts", "sts"),
+        ("secrets", "secretsmanager"),
+        ("iam", "iam"),
+        ("logs", "logs"),
+        ("ecr", "ecr"),
+    ];
+    // Methods of the fields that are not AWS calls.
+    const NOT_CALLS: &[&str] = &["iter", "as_ref", "clone", "config", "is_empty", "len"];
+    let flat: String = text.split_whitespace().collect();
+    let mut out = BTreeSet::new();
+    for (field, prefix) in SERVICES {
+        for (i, _) in flat.match_indices(&format!(".{field}.")) {
+            let rest = &flat[i + field.len() + 2..];
+            let op: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if op.is_empty() || !rest[op.len()..].starts_with("()") || NOT_CALLS.contains(&&*op) {
+                continue;
+            }
+            let pascal: String = op
+                .split('_')
+                .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
+                .collect();
+            out.insert(format!("{prefix}:{pascal}"));
+        }
+    }
+    for (i, _) in flat.match_indices("aws_error(\"") {
+        let rest = &flat[i + "aws_error(\"".len()..];
+        if let Some(end) = rest.find('"') {
+            out.insert(rest[..end].to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_iam_policy_allows_every_aws_call_the_code_makes() {
+    let policy =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/iam-policy.json"))
+            .unwrap();
+    let mut all = Vec::new();
+    files(&src(), &mut all);
+    let mut actions = BTreeSet::new();
+    for p in &all {
+        actions.extend(aws_actions(&code(p)));
+    }
+    assert!(
+        actions.contains("ecr:DescribeImages") && actions.contains("ecs:RunTask"),
+        "the scan finds calls: {actions:#?}"
+    );
+    let missing: Vec<&String> = actions
+        .iter()
+        .filter(|a| !policy.contains(&format!("\"{a}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/iam-policy.json does not allow {missing:?} (docs/iam.md says why each is needed)"
+    );
 }

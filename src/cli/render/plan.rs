@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::cli::style::{self, Stream::Stdout};
+use crate::ecr::ImageCheck;
 use crate::engine::options::CredentialMode;
 use crate::engine::plan::model::Plan;
 use crate::units::bytes;
@@ -283,10 +284,21 @@ fn runner(o: &mut String, plan: &Plan) {
         o,
         "Runner task (--runner ecs): the data steps run inside the VPC, next to the mongo task"
     );
+    let image = if r.image.image.is_empty() {
+        "none given (see BLOCKED below)"
+    } else {
+        &r.image.image
+    };
+    let found = match &r.image_check {
+        Some(ImageCheck::Exists) => ", found in this account's ECR",
+        Some(ImageCheck::NotFound { .. }) => ", NOT in this account's ECR",
+        Some(ImageCheck::NotChecked { .. }) => ", not checked",
+        _ => "",
+    };
     let _ = writeln!(
         o,
-        "  image {} ({} CPU units, {} MiB), execution role {}",
-        r.image.image, r.image.cpu, r.image.memory, r.image.execution_role
+        "  image {image}{found}, {} CPU units, {} MiB, execution role {}",
+        r.image.cpu, r.image.memory, r.image.execution_role
     );
     let p = &r.placement;
     let _ = writeln!(
@@ -467,7 +479,9 @@ fn verdict(o: &mut String, plan: &Plan, shown: Shown) {
             )
         );
         for b in &plan.blockers {
-            let _ = writeln!(o, "  - [{}] {}", b.code, b.message);
+            // A finding's further lines are commands to run: indented under it.
+            let message = b.message.replace('\n', "\n      ");
+            let _ = writeln!(o, "  - [{}] {message}", b.code);
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod env;
 pub mod model;
 pub mod resources;
+pub mod runner;
 pub mod security_groups;
 pub mod service;
 pub mod storage;
@@ -102,6 +103,9 @@ pub fn plan(world: &World, opts: &PlanOptions) -> Result<Plan> {
         resources: Vec::new(),
     };
     target_findings(world, opts, &mut plan.blockers);
+    if let Some(r) = &opts.runner {
+        runner::findings(world, r, &mut plan.blockers, &mut plan.unchecked);
+    }
     let (b, w) = atlas::findings(world, opts);
     plan.blockers.extend(b);
     plan.warnings.extend(w);

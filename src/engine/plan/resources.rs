@@ -41,7 +41,10 @@ fn runner(plan: &Plan, out: &mut Vec<Resource>) {
             "temporary",
             "ecs-task-definition",
             crate::fargate::FAMILY,
-            format!("the runner task, image {}", run.image.image),
+            match run.image.image.as_str() {
+                "" => "the runner task (its image is not given yet)".to_string(),
+                image => format!("the runner task, image {image}"),
+            },
         ));
         out.push(res(
             "create",

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ecr::ImageCheck;
 use crate::fargate::{IngressRule, Placement, RunnerImage};
 
 /// The runner as the plan shows it (and the journal keeps it).
@@ -10,6 +11,9 @@ use crate::fargate::{IngressRule, Placement, RunnerImage};
 pub struct RunnerState {
     /// Image, size and execution role.
     pub image: RunnerImage,
+    /// Whether the plan found the image (in this account's ECR), and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_check: Option<ImageCheck>,
     /// Cluster, subnets, security groups.
     pub placement: Placement,
     /// The mongo container's port.

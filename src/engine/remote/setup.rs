@@ -5,6 +5,7 @@
 //! [`teardown`] removes all of them (not the log group: it is the runner's record).
 
 use crate::aws::Aws;
+use crate::ecr::ImageCheck;
 use crate::engine::context::Ctx;
 use crate::engine::options::RunnerSettings;
 use crate::engine::remote::event::{self, Spec};
@@ -53,9 +54,14 @@ pub async fn plan_runner(
         port,
     )
     .await?;
+    let image_check = match &settings.image {
+        Some(image) => crate::ecr::check(aws, image, &world.account).await,
+        None => ImageCheck::Missing,
+    };
     Ok(RunnerState {
+        image_check: Some(image_check),
         image: RunnerImage {
-            image: settings.image.clone(),
+            image: settings.image.clone().unwrap_or_default(),
             cpu: settings.cpu,
             memory: settings.memory,
             execution_role: role,
