@@ -39,23 +39,32 @@ pub(crate) async fn copy_parts(
         record(ctx.journal, &k, snapshot, force)
     };
     let save_part = &save_part;
-    let runs = progress
-        .parts
-        .iter()
-        .enumerate()
-        .filter(|(_, part)| !part.progress.data_done)
-        .map(|(i, part)| {
+    // A bound that does not parse would make its part open-ended (reading into the next
+    // part's range): refuse it, as an unusable resume position is refused.
+    let bound = |v: &Option<serde_json::Value>| -> Result<Option<Bson>> {
+        v.as_ref()
+            .map(|v| {
+                id_from_journal(v).ok_or_else(|| {
+                    Error::other(format!("journal part bound for {k} is unusable: {v}"))
+                })
+            })
+            .transpose()
+    };
+    let mut spans = Vec::new();
+    for (i, part) in progress.parts.iter().enumerate() {
+        if !part.progress.data_done {
             let span = Span {
-                from: part.from.as_ref().and_then(id_from_journal),
-                until: part.until.as_ref().and_then(id_from_journal),
+                from: bound(&part.from)?,
+                until: bound(&part.until)?,
                 ledger_key: format!("{k}#part{i}"),
             };
-            let mut p = part.progress.clone();
-            async move {
-                let save = move |p: &CollectionProgress, force: bool| save_part(i, p, force);
-                copy_span(ctx, it, &mut p, &span, halvings, &save).await
-            }
-        });
+            spans.push((i, span, part.progress.clone()));
+        }
+    }
+    let runs = spans.into_iter().map(|(i, span, mut p)| async move {
+        let save = move |p: &CollectionProgress, force: bool| save_part(i, p, force);
+        copy_span(ctx, it, &mut p, &span, halvings, &save).await
+    });
     let results = futures_util::future::join_all(runs).await;
     *progress = whole
         .into_inner()
