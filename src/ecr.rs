@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::{Aws, aws_error, error_code};
 
+/// How long the plan waits for ECR's answer.
+const CHECK_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// What the plan found of the runner image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
@@ -130,13 +133,22 @@ pub async fn check(aws: &Aws, image: &str, account: &str) -> ImageCheck {
         Reference::Digest(d) => ImageIdentifier::builder().image_digest(d),
     }
     .build();
-    let out = client
+    let call = client
         .describe_images()
         .registry_id(&img.account)
         .repository_name(&img.repository)
         .image_ids(id)
-        .send()
-        .await;
+        .send();
+    // A look the plan can do without: bounded well below the SDK's own retries.
+    let Ok(out) = tokio::time::timeout(CHECK_WITHIN, call).await else {
+        return ImageCheck::NotChecked {
+            reason: format!(
+                "ECR in {} did not answer within {}s",
+                img.region,
+                CHECK_WITHIN.as_secs()
+            ),
+        };
+    };
     let missing_image = || ImageCheck::NotFound {
         reason: format!(
             "repository {} in {} has no image {}",

@@ -52,6 +52,8 @@ impl Pty {
             .env("EFS2ATLAS_SOURCE_URI", s.src.uri())
             .env("EFS2ATLAS_TARGET_URI", s.target_uri())
             .envs(s.acct.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // As every run of the setup: a slowed link means the data's bytes (slow_link).
+            .env("EFS2ATLAS_COMPRESSORS", s.wire())
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
