@@ -32,6 +32,10 @@ impl Remote {
     }
 }
 
+/// How long a runner's last lines may land in CloudWatch Logs after ECS says it stopped
+/// (awslogs ships them, CloudWatch ingests them).
+pub(crate) const LOG_LAG: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A runner task being followed.
 pub(crate) struct Live {
     pub(crate) task: String,
@@ -45,6 +49,11 @@ pub(crate) struct Live {
     pub(crate) ended: Option<(i32, String)>,
     pub(crate) checked: Instant,
     pub(crate) stopped: Option<fargate::TaskState>,
+    /// When it was seen stopped, and how long its last log lines may still take to land.
+    pub(crate) stopped_at: Option<Instant>,
+    pub(crate) log_lag: std::time::Duration,
+    /// True once any of its lines was read (a task that never ran has none to wait for).
+    pub(crate) heard: bool,
     pub(crate) stop_sent: Option<Instant>,
     /// What it was started for (one re-attached after a crash is taken as running steps).
     pub(crate) purpose: Purpose,
@@ -64,6 +73,9 @@ impl Live {
             ended: None,
             checked: Instant::now(),
             stopped: None,
+            stopped_at: None,
+            log_lag: LOG_LAG,
+            heard: false,
             stop_sent: None,
             purpose: Purpose::Steps,
         }

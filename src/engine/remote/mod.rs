@@ -226,7 +226,12 @@ async fn attach_or_start(ctx: &mut Ctx<'_>, purpose: Purpose) -> Result<()> {
     {
         let state = fargate::describe(&ctx.aws, &st.cluster, &task).await?;
         let seq = st.runner.as_ref().map_or(0, |r| r.seq);
-        set_live(ctx, Live::new(task, seq));
+        let mut live = Live::new(task, seq);
+        if state.stopped() {
+            // Stopped before this run: its log has long landed.
+            live.log_lag = std::time::Duration::ZERO;
+        }
+        set_live(ctx, live);
         if !state.stopped() {
             ctx.operator
                 .notice("following the runner task the interrupted run started");
@@ -302,8 +307,22 @@ async fn next_event(ctx: &mut Ctx<'_>) -> Result<Option<Event>> {
             return Ok(None);
         }
         if let Some(state) = live(ctx)?.stopped.clone() {
-            // Read to the end and still no `End`: it died (or never started).
-            return Err(died(&state));
+            let l = live(ctx)?;
+            // Read to the end and still no `End` after its last lines had time to land: it
+            // died (or never started), or it was told to stop and did not say so.
+            let lag = if l.heard {
+                l.log_lag
+            } else {
+                std::time::Duration::ZERO
+            };
+            if l.stopped_at.is_some_and(|t| t.elapsed() >= lag) {
+                return Err(match l.stop_sent {
+                    Some(_) => Error::interrupted(
+                        "interrupted; the runner task stopped without its last report (its progress up to its last report is journaled)",
+                    ),
+                    None => died(&state),
+                });
+            }
         }
         if ctx.cancel.is_cancelled() {
             interrupt(ctx).await?;
@@ -322,18 +341,22 @@ async fn fetch(ctx: &mut Ctx<'_>) -> Result<()> {
     if read_more(ctx).await? {
         return Ok(());
     }
-    if live(ctx)?.checked.elapsed() >= STATUS_EVERY {
-        live(ctx)?.checked = Instant::now();
-        let (task, cluster) = (live(ctx)?.task.clone(), setup::cluster(ctx)?);
+    let l = live(ctx)?;
+    if l.stopped.is_none() && l.checked.elapsed() >= STATUS_EVERY {
+        l.checked = Instant::now();
+        let (task, cluster) = (l.task.clone(), setup::cluster(ctx)?);
         let state = fargate::describe(&ctx.aws, &cluster, &task).await?;
         if state.stopped() {
             // One more read: what it wrote before it stopped may have just arrived.
             read_more(ctx).await?;
-            live(ctx)?.stopped = Some(state);
+            let l = live(ctx)?;
+            l.stopped = Some(state);
+            l.stopped_at = Some(Instant::now());
             return Ok(());
         }
     }
-    if live(ctx)?.stop_sent.is_some() {
+    let l = live(ctx)?;
+    if l.stop_sent.is_some() || l.stopped.is_some() {
         tokio::time::sleep(POLL).await;
         return Ok(());
     }
@@ -353,6 +376,7 @@ async fn read_more(ctx: &mut Ctx<'_>) -> Result<bool> {
     let (lines, next) = fargate::read_logs(&ctx.aws, &stream, token).await?;
     let l = live(ctx)?;
     l.token = next;
+    l.heard |= !lines.is_empty();
     l.queue.extend(lines.iter().filter_map(|t| Line::parse(t)));
     Ok(!lines.is_empty())
 }
