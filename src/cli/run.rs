@@ -163,7 +163,8 @@ fn target_options(t: &TargetArgs, settings: Settings) -> Result<TargetOptions> {
         keep_efs: t.keep_efs,
         strategy: t.strategy,
         runner: (t.runner == "ecs").then(|| RunnerSettings {
-            image: t.runner_image.clone(),
+            // An empty value (`--runner-image ""`, an unset variable expanded) is none.
+            image: t.runner_image.clone().filter(|i| !i.trim().is_empty()),
             cpu: t.runner_cpu,
             memory: t.runner_memory,
             execution_role: t.runner_execution_role.clone(),

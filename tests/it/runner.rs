@@ -383,7 +383,8 @@ async fn a_runner_plan_finds_its_image_or_blocks_with_the_commands_that_make_one
             .to_string()
     };
 
-    let r = plan(&["--json"], &[]);
+    // An empty value is none (an unset variable expanded in a script).
+    let r = plan(&["--json", "--runner-image", ""], &[]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     let v = r.json();
     let (account, region) = (
