@@ -227,17 +227,17 @@ async fn attach_or_start(ctx: &mut Ctx<'_>, purpose: Purpose) -> Result<()> {
         let state = fargate::describe(&ctx.aws, &st.cluster, &task).await?;
         let seq = st.runner.as_ref().map_or(0, |r| r.seq);
         let mut live = Live::new(task, seq);
-        if state.stopped() {
-            // Stopped before this run: its log has long landed.
-            live.log_lag = std::time::Duration::ZERO;
-        }
-        set_live(ctx, live);
         if !state.stopped() {
+            set_live(ctx, live);
             ctx.operator
                 .notice("following the runner task the interrupted run started");
             return Ok(());
         }
-        // Its last words (the journal it reached) before a new one continues from there.
+        // Stopped before this run: its last words (the journal it reached) are read as they
+        // are, without waiting for late lines (one missed only makes the next runner repeat
+        // work from the journal's earlier position), before a new one continues from there.
+        live.log_lag = std::time::Duration::ZERO;
+        set_live(ctx, live);
         drain(ctx).await?;
     }
     start(ctx, purpose).await
